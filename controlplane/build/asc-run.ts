@@ -1,0 +1,174 @@
+// Runs one AssemblyScript 0.14 compile synchronously through asc's JS API, with all
+// file I/O routed through us. Meant to run inside the compile worker (compile-worker.ts),
+// never on the control plane's main thread: see compiler.ts for why.
+
+import fs from "node:fs";
+import path from "node:path";
+import { createRequire } from "node:module";
+
+/** One compile request, as sent from compiler.ts to the worker. */
+export interface AscJob {
+  /** asc command-line arguments (entry file relative to baseDir, then flags). */
+  argv: string[];
+  /** Absolute directory asc resolves relative paths against. */
+  baseDir: string;
+  /** Absolute node_modules whose packages win over any other copy (ours). */
+  pinnedNodeModules: string;
+}
+
+export type AscJobResult =
+  | { ok: true; wasm: Uint8Array; warnings: string[]; compileMs: number }
+  | { ok: false; error: string; compileMs: number; crashed: boolean };
+
+/** The part of assemblyscript/cli/asc.js we use (its own .d.ts is not worth pulling in). */
+interface AscApi {
+  ready: Promise<unknown>;
+  main(
+    argv: string[],
+    options: {
+      stdout: { write(chunk: string | Uint8Array): void };
+      stderr: { write(chunk: string | Uint8Array): void };
+      readFile(filename: string, baseDir: string): string | null;
+      writeFile(filename: string, contents: string | Uint8Array, baseDir: string): void;
+      listFiles(dirname: string, baseDir: string): string[] | null;
+    },
+    callback: (err: Error | null) => number,
+  ): number;
+}
+
+/** File name we ask asc to write the binary to; it only ever reaches our writeFile. */
+export const BINARY_OUT = "module.wasm";
+
+let asc: AscApi | undefined;
+
+/**
+ * Loads asc once per thread. Loading it has process-wide side effects (asc removes every
+ * `uncaughtException` listener; binaryen's Emscripten glue adds its own plus an
+ * `unhandledRejection` handler that aborts), which is one reason this lives in a worker.
+ */
+export async function loadAsc(): Promise<AscApi> {
+  if (asc) return asc;
+  const require = createRequire(import.meta.url);
+  const loaded = require("assemblyscript/cli/asc") as AscApi;
+  await loaded.ready;
+  asc = loaded;
+  return loaded;
+}
+
+// asc colours its output when stdout is a TTY or `CI` is set in the environment.
+const ANSI = /\u001b\[[0-9;]*m/g;
+function clean(text: string): string {
+  return text.replace(ANSI, "").replace(/\r\n/g, "\n").trim();
+}
+
+/**
+ * Runs asc. Requires loadAsc() to have completed. Never throws: a crash inside the
+ * compiler comes back as `crashed: true` so the caller can discard this thread, whose
+ * compiler globals may be left half-updated.
+ */
+export function runAsc(job: AscJob): AscJobResult {
+  if (!asc) throw new Error("runAsc before loadAsc");
+  const started = performance.now();
+  // asc writes each diagnostic with a single write() call, so chunks are diagnostics.
+  const diagnostics: string[] = [];
+  const stdoutChunks: string[] = [];
+  let wasm: Uint8Array | undefined;
+  const decoder = new TextDecoder();
+  const asText = (chunk: string | Uint8Array) =>
+    typeof chunk === "string" ? chunk : decoder.decode(chunk);
+  const shadowed = shadowChecker(job.pinnedNodeModules);
+
+  let failure: Error | null = null;
+  let crash: unknown;
+  try {
+    asc.main(
+      job.argv,
+      {
+        stdout: { write: (c) => void stdoutChunks.push(asText(c)) },
+        stderr: { write: (c) => void diagnostics.push(clean(asText(c))) },
+        readFile(filename, baseDir) {
+          const abs = path.resolve(baseDir, filename);
+          // Our flags are authoritative: a filter folder's asconfig.json must not add
+          // entries or change the runtime.
+          if (path.basename(abs) === "asconfig.json") return null;
+          if (shadowed(abs)) return null;
+          try {
+            return fs.readFileSync(abs, "utf8");
+          } catch {
+            return null;
+          }
+        },
+        writeFile(filename, contents) {
+          if (filename !== BINARY_OUT || typeof contents === "string") return;
+          // Copy: the array may be a view into binaryen's heap, reused by the next compile.
+          wasm = contents.slice();
+        },
+        listFiles: () => null, // only used by --lib, which we never pass
+      },
+      (err) => {
+        failure = err;
+        return err ? 1 : 0;
+      },
+    );
+  } catch (err) {
+    crash = err;
+  }
+  const compileMs = performance.now() - started;
+
+  if (crash !== undefined) {
+    const message = crash instanceof Error ? crash.message : String(crash);
+    const shown = errorsOf(diagnostics);
+    return {
+      ok: false,
+      crashed: true,
+      compileMs,
+      error: [shown, `compiler crashed: ${clean(message)}`].filter(Boolean).join("\n\n"),
+    };
+  }
+  // TS cannot see that the callback above ran synchronously and may have set this.
+  const failed = failure as Error | null;
+  if (failed || !wasm) {
+    const shown = errorsOf(diagnostics) || diagnostics.join("\n\n");
+    const summary = failed ? clean(failed.message) : "asc produced no binary";
+    return { ok: false, crashed: false, compileMs, error: shown || summary };
+  }
+  const warnings = diagnostics.filter((d) => d.startsWith("WARNING") && !isStdlibDiagnostic(d));
+  return { ok: true, wasm, warnings, compileMs };
+}
+
+/** ERROR diagnostics only: warnings would bury the one line a filter author needs. */
+function errorsOf(diagnostics: string[]): string {
+  return diagnostics.filter((d) => d.startsWith("ERROR")).join("\n\n");
+}
+
+// A warning located in asc's own standard library (e.g. AS201 in ~lib/number.ts, printed on
+// every build that converts a usize to a string) is noise for a filter author.
+function isStdlibDiagnostic(diagnostic: string): boolean {
+  return /\n in ~lib\//.test(diagnostic);
+}
+
+/**
+ * Returns a predicate telling whether `abs` is inside some other node_modules copy of a
+ * package that the pinned node_modules also has. asc searches node_modules upward from
+ * the importing file before any --path entry, so a filter from another repository would
+ * otherwise pick up its own @solo-io/proxy-runtime instead of the one we ship.
+ */
+function shadowChecker(pinned: string): (abs: string) => boolean {
+  const pinnedPrefix = pinned.endsWith(path.sep) ? pinned : pinned + path.sep;
+  const marker = `${path.sep}node_modules${path.sep}`;
+  const known = new Map<string, boolean>();
+  return (abs) => {
+    if (abs.startsWith(pinnedPrefix)) return false;
+    const at = abs.lastIndexOf(marker);
+    if (at < 0) return false;
+    const parts = abs.slice(at + marker.length).split(path.sep);
+    const pkg = parts[0]?.startsWith("@") ? parts.slice(0, 2).join(path.sep) : parts[0];
+    if (!pkg) return false;
+    let pinnedHasIt = known.get(pkg);
+    if (pinnedHasIt === undefined) {
+      pinnedHasIt = fs.existsSync(path.join(pinned, pkg, "package.json"));
+      known.set(pkg, pinnedHasIt);
+    }
+    return pinnedHasIt;
+  };
+}

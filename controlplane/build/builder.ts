@@ -1,0 +1,101 @@
+// Builds one filter folder into a module that is ready to announce: manifest read, root id
+// known, compiled, validated against Envoy's host functions, content-hashed.
+
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { compileFilter, type CompileOptions, type CompileOutcome } from "./compiler.ts";
+import { isValidFilterName, readManifest, rootIdsFromSource, type Manifest } from "./manifest.ts";
+import { validateModule, type ValidationResult } from "./validate.ts";
+
+export type BuildResult =
+  | {
+      ok: true;
+      name: string;
+      wasm: Uint8Array;
+      /** Lowercase hex, the form Envoy compares remote code against. */
+      sha256: string;
+      rootId: string;
+      manifest: Manifest;
+      buildMs: number;
+      /** Compiler warnings about the filter's own code (not asc's standard library). */
+      warnings: string[];
+    }
+  | { ok: false; name: string; error: string; manifest?: Manifest; buildMs: number };
+
+export interface BuildOptions {
+  optimize?: boolean;
+  /** Injected for tests; defaults to the asc worker. */
+  compile?: (entryFile: string, opts: CompileOptions) => Promise<CompileOutcome>;
+  validate?: (bytes: Uint8Array) => ValidationResult;
+}
+
+export async function buildFilter(
+  filtersDir: string,
+  name: string,
+  opts: BuildOptions = {},
+): Promise<BuildResult> {
+  const started = performance.now();
+  const elapsed = () => Math.round(performance.now() - started);
+  // Every message starts with the filter name: they end up in logs and the admin API
+  // next to other filters' results.
+  const fail = (error: string, manifest?: Manifest): BuildResult => ({
+    ok: false, name, error: `${name}: ${error}`, buildMs: elapsed(), ...(manifest ? { manifest } : {}),
+  });
+
+  if (!isValidFilterName(name)) {
+    return fail("invalid filter name (use a-z, 0-9, '-' and '_', starting with a letter or digit, at most 63 characters)");
+  }
+  const root = path.resolve(filtersDir);
+  const dir = path.join(root, name);
+  const entry = path.join(dir, "index.ts");
+
+  let source: string;
+  try {
+    source = await readFile(entry, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return fail(code === "ENOENT" ? `no index.ts in ${dir}` : `cannot read index.ts: ${String(err)}`);
+  }
+
+  const parsed = await readManifest(dir);
+  if (!parsed.ok) return fail(parsed.error);
+  const manifest = parsed.manifest;
+
+  const registered = rootIdsFromSource(source);
+  const rootId = manifest.rootId ?? registered[0];
+  if (rootId === undefined) {
+    return fail(
+      'no root id: add rootId to filter.json or call registerRootContext(factory, "<id>")',
+      manifest,
+    );
+  }
+  // A root id the module never registers makes every Envoy VM fail at context creation.
+  // Only checkable when index.ts itself registers (it may delegate to a library).
+  if (registered.length > 0 && !registered.includes(rootId)) {
+    return fail(
+      `filter.json rootId "${rootId}" is not registered in index.ts ` +
+        `(registerRootContext uses ${registered.map((id) => `"${id}"`).join(", ")})`,
+      manifest,
+    );
+  }
+
+  const compile = opts.compile ?? compileFilter;
+  // Diagnostics then name files as "filters/<name>/index.ts".
+  const compiled = await compile(entry, { optimize: opts.optimize, baseDir: path.dirname(root) });
+  if (!compiled.ok) return fail(compiled.error, manifest);
+
+  const validation = (opts.validate ?? validateModule)(compiled.wasm);
+  if (!validation.ok) return fail(validation.error, manifest);
+
+  return {
+    ok: true,
+    name,
+    wasm: compiled.wasm,
+    sha256: createHash("sha256").update(compiled.wasm).digest("hex"),
+    rootId,
+    manifest,
+    buildMs: elapsed(),
+    warnings: compiled.warnings,
+  };
+}

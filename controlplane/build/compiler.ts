@@ -1,0 +1,179 @@
+// Compiles an AssemblyScript filter entry file to a Wasm module, in-process.
+//
+// asc 0.14 is synchronous (about 1 s unoptimised, several seconds at -O3) and, when
+// loaded, rewires process-wide handlers: asc drops every `uncaughtException` listener and
+// binaryen's Emscripten glue installs an `unhandledRejection` handler that aborts. Run on
+// the main thread, a compile would stall every xDS stream and the admin API for seconds,
+// and the handlers would change how the whole control plane fails. So compiles run in one
+// long-lived worker thread (still this process, no shell), one job at a time; a worker
+// that crashes or hangs is discarded and the next job gets a fresh one.
+
+import { Worker } from "node:worker_threads";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { BINARY_OUT, type AscJobResult } from "./asc-run.ts";
+import type { WorkerRequest, WorkerResponse } from "./compile-worker.ts";
+
+export type CompileOutcome =
+  | { ok: true; wasm: Uint8Array; durationMs: number; warnings: string[] }
+  | { ok: false; error: string; durationMs: number };
+
+export interface CompileOptions {
+  /** -O3 instead of the fast unoptimised build used for live edits. */
+  optimize?: boolean;
+  /**
+   * Directory that diagnostics' file paths are relative to. Default: two levels above the
+   * entry's folder, so `<repo>/filters/x/index.ts` reports as `filters/x/index.ts` and
+   * relative imports of a sibling `_lib` stay below it.
+   */
+  baseDir?: string;
+  /** Give up (and discard the worker) after this long. */
+  timeoutMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 120_000;
+
+/** node_modules holding this control plane's @solo-io/proxy-runtime (and asc). */
+const PINNED_NODE_MODULES = (() => {
+  const require = createRequire(import.meta.url);
+  const pkgJson = require.resolve("@solo-io/proxy-runtime/package.json");
+  return path.resolve(path.dirname(pkgJson), "..", "..");
+})();
+
+export async function compileFilter(
+  entryFile: string,
+  opts: CompileOptions = {},
+): Promise<CompileOutcome> {
+  const entry = path.resolve(entryFile);
+  const baseDir = path.resolve(opts.baseDir ?? path.dirname(path.dirname(path.dirname(entry))));
+  const argv = [
+    path.relative(baseDir, entry),
+    "--baseDir", baseDir,
+    "--binaryFile", BINARY_OUT,
+    // proxy-runtime's README: replace asc's `abort` import (Envoy has no env.abort) with
+    // its own, which logs through proxy_log and calls wasi proc_exit.
+    "--use", "abort=abort_proc_exit",
+    // The README uses asc's default runtime; spelled out because the runtime's malloc.ts
+    // imports rt/index-full directly and breaks under any other.
+    "--runtime", "full",
+    // Packages resolve from our node_modules even for filters kept outside this repo.
+    "--path", PINNED_NODE_MODULES,
+    "--noColors",
+    ...(opts.optimize ? ["-O3"] : []),
+  ];
+  const started = performance.now();
+  const result = await thread.run(
+    { argv, baseDir, pinnedNodeModules: PINNED_NODE_MODULES },
+    opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+  );
+  const durationMs = Math.round(performance.now() - started);
+  return result.ok
+    ? { ok: true, wasm: result.wasm, durationMs, warnings: result.warnings }
+    : { ok: false, error: result.error, durationMs };
+}
+
+/** Stops the compile worker (it is restarted on the next compile). */
+export async function closeCompiler(): Promise<void> {
+  await thread.close();
+}
+
+interface Job {
+  request: Omit<WorkerRequest, "id">;
+  timeoutMs: number;
+  resolve(result: AscJobResult): void;
+}
+
+/** One worker, one job at a time, FIFO. */
+class CompileThread {
+  private worker: Worker | undefined;
+  private readonly queue: Job[] = [];
+  private current: { id: number; job: Job; timer: NodeJS.Timeout } | undefined;
+  private nextId = 1;
+
+  run(request: Job["request"], timeoutMs: number): Promise<AscJobResult> {
+    return new Promise((resolve) => {
+      this.queue.push({ request, timeoutMs, resolve });
+      this.pump();
+    });
+  }
+
+  async close(): Promise<void> {
+    const worker = this.worker;
+    this.worker = undefined;
+    if (worker) await worker.terminate();
+  }
+
+  private pump(): void {
+    if (this.current) return;
+    const job = this.queue.shift();
+    if (!job) {
+      // Idle: don't keep the process alive just for the worker.
+      this.worker?.unref();
+      return;
+    }
+    const worker = this.worker ?? this.spawn();
+    worker.ref();
+    const id = this.nextId++;
+    const timer = setTimeout(() => {
+      this.fail(worker, `compile timed out after ${job.timeoutMs} ms`);
+    }, job.timeoutMs);
+    this.current = { id, job, timer };
+    const message: WorkerRequest = { id, ...job.request };
+    worker.postMessage(message);
+  }
+
+  private spawn(): Worker {
+    const worker = startWorker();
+    this.worker = worker;
+    worker.on("message", (response: WorkerResponse) => this.onResponse(worker, response));
+    worker.on("error", (err) => this.fail(worker, `compiler worker failed: ${err.message}`));
+    worker.on("exit", (code) => this.fail(worker, `compiler worker exited (code ${code})`));
+    return worker;
+  }
+
+  private onResponse(worker: Worker, response: WorkerResponse): void {
+    const current = this.current;
+    if (!current || current.id !== response.id) return;
+    clearTimeout(current.timer);
+    this.current = undefined;
+    const { id: _id, ...result } = response;
+    // A crash may leave the compiler's module-level state inconsistent: start afresh.
+    if (!result.ok && result.crashed) this.discard(worker);
+    current.job.resolve(result);
+    this.pump();
+  }
+
+  /** The worker died, hung or crashed: fail its job, drop it, carry on with a new one. */
+  private fail(worker: Worker, error: string): void {
+    if (worker !== this.worker) return;
+    this.discard(worker);
+    const current = this.current;
+    if (current) {
+      clearTimeout(current.timer);
+      this.current = undefined;
+      current.job.resolve({ ok: false, crashed: true, compileMs: 0, error });
+    }
+    this.pump();
+  }
+
+  private discard(worker: Worker): void {
+    if (this.worker === worker) this.worker = undefined;
+    void worker.terminate();
+  }
+}
+
+const thread = new CompileThread();
+
+/**
+ * Starts compile-worker.ts. Node 20 does not hand the parent's module hooks (tsx) to worker
+ * threads, so the worker registers tsx itself before importing the TypeScript entry.
+ */
+function startWorker(): Worker {
+  const workerUrl = new URL("./compile-worker.ts", import.meta.url).href;
+  const tsxApi = import.meta.resolve("tsx/esm/api");
+  const boot =
+    `import { register } from ${JSON.stringify(tsxApi)};\n` +
+    `register();\n` +
+    `await import(${JSON.stringify(workerUrl)});\n`;
+  return new Worker(boot, { eval: true });
+}

@@ -1,0 +1,163 @@
+// Turns file-system noise under filters/ into "filter X changed" / "filter X is gone".
+//
+// Editors save in bursts (write a temp file and rename it over the original; truncate then
+// write; delete then recreate), so events are never interpreted one by one: any event under
+// a filter folder (re)arms that filter's debounce timer, and when the burst settles we look
+// at the disk: index.ts present -> changed, absent (and it was a filter) -> removed.
+
+import { readdir, stat } from "node:fs/promises";
+import path from "node:path";
+import { watch } from "chokidar";
+import { isValidFilterName } from "./manifest.ts";
+
+export interface FilterWatchHandlers {
+  changed(name: string): void;
+  removed(name: string): void;
+  /** Watcher failures (e.g. out of inotify watches); logged to stderr when absent. */
+  error?(err: Error): void;
+}
+
+export interface FilterWatcher {
+  /** Resolves once the initial scan is done; events before that are not reported. */
+  ready: Promise<void>;
+  close(): Promise<void>;
+}
+
+const ENTRY = "index.ts";
+const DEFAULT_DEBOUNCE_MS = 75;
+// A filter being written to continuously still gets built this often.
+const MAX_WAIT_FACTOR = 10;
+
+/** Filters currently on disk: valid-named direct subfolders with an index.ts, sorted. */
+export async function listFilters(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  const names: string[] = [];
+  for (const entry of entries) {
+    if (!isValidFilterName(entry.name)) continue;
+    if (!entry.isDirectory() && !entry.isSymbolicLink()) continue;
+    if (await isFile(path.join(dir, entry.name, ENTRY))) names.push(entry.name);
+  }
+  return names.sort();
+}
+
+export function watchFilters(
+  dir: string,
+  handlers: FilterWatchHandlers,
+  opts: { debounceMs?: number } = {},
+): FilterWatcher {
+  const root = path.resolve(dir);
+  const debounceMs = opts.debounceMs ?? DEFAULT_DEBOUNCE_MS;
+  const maxWaitMs = debounceMs * MAX_WAIT_FACTOR;
+  const known = new Set<string>();
+  // Key: filter name, or ALL for a change in a shared library folder.
+  const ALL = "\0all";
+  const timers = new Map<string, { timer: NodeJS.Timeout; firstAt: number }>();
+  let closed = false;
+  let isReady = false;
+
+  const reportError = (err: unknown) => {
+    const error = err instanceof Error ? err : new Error(String(err));
+    if (handlers.error) handlers.error(error);
+    else console.error(`filters watcher: ${error.message}`);
+  };
+
+  const settle = async (key: string) => {
+    if (closed) return;
+    if (key === ALL) {
+      for (const name of await listFilters(root)) {
+        known.add(name);
+        handlers.changed(name);
+      }
+      return;
+    }
+    if (await isFile(path.join(root, key, ENTRY))) {
+      known.add(key);
+      handlers.changed(key);
+    } else if (known.delete(key)) {
+      handlers.removed(key);
+    }
+  };
+
+  const touch = (key: string) => {
+    const now = Date.now();
+    const pending = timers.get(key);
+    if (pending) clearTimeout(pending.timer);
+    const firstAt = pending?.firstAt ?? now;
+    const delay = Math.max(0, Math.min(debounceMs, firstAt + maxWaitMs - now));
+    const timer = setTimeout(() => {
+      timers.delete(key);
+      settle(key).catch(reportError);
+    }, delay);
+    timers.set(key, { timer, firstAt });
+  };
+
+  const onEvent = (kind: "file" | "dir", file: string) => {
+    if (!isReady || closed) return;
+    const rel = path.relative(root, file);
+    if (rel === "" || rel.startsWith("..")) return;
+    const parts = rel.split(path.sep);
+    const top = parts[0] ?? "";
+    if (parts.length === 1 && kind === "file") return; // loose files next to the filters
+    // Only sources and manifests feed a build; editors litter folders with everything else.
+    if (kind === "file" && !/\.(ts|json)$/.test(file)) return;
+    if (top.startsWith("_") || top.startsWith(".")) touch(ALL);
+    else if (isValidFilterName(top)) touch(top);
+  };
+
+  const watcher = watch(root, {
+    ignoreInitial: true,
+    ignored: (file) => isIgnored(root, file),
+    // Native events (inotify/FSEvents), not stat polling.
+    usePolling: false,
+    // Delete followed by re-create within 100 ms is reported as a change.
+    atomic: true,
+  });
+  watcher.on("add", (f) => onEvent("file", f));
+  watcher.on("change", (f) => onEvent("file", f));
+  watcher.on("unlink", (f) => onEvent("file", f));
+  watcher.on("addDir", (f) => onEvent("dir", f));
+  watcher.on("unlinkDir", (f) => onEvent("dir", f));
+  watcher.on("error", reportError);
+
+  const ready = new Promise<void>((resolve) => {
+    watcher.once("ready", () => {
+      listFilters(root)
+        .then((names) => names.forEach((name) => known.add(name)))
+        .catch(reportError)
+        .finally(() => {
+          isReady = true;
+          resolve();
+        });
+    });
+  });
+
+  return {
+    ready,
+    async close() {
+      closed = true;
+      for (const { timer } of timers.values()) clearTimeout(timer);
+      timers.clear();
+      await watcher.close();
+    },
+  };
+}
+
+// Editor droppings and things never part of a filter. The top-level folder is exempt from
+// the dot rule: `filters/.shared/` is a library folder like `filters/_lib/`.
+function isIgnored(root: string, file: string): boolean {
+  const rel = path.relative(root, file);
+  if (rel === "" || rel.startsWith("..")) return false;
+  const parts = rel.split(path.sep);
+  const base = parts[parts.length - 1] ?? "";
+  if (parts.includes("node_modules")) return true;
+  if (parts.slice(1).some((p) => p.startsWith("."))) return true; // dotfiles, .#lock files
+  return /\.(swp|swx|swo)$|~$/.test(base) || base === "4913"; // vim, emacs backups, vim probe
+}
+
+async function isFile(file: string): Promise<boolean> {
+  try {
+    return (await stat(file)).isFile();
+  } catch {
+    return false;
+  }
+}

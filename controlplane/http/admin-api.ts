@@ -1,0 +1,62 @@
+import Fastify from "fastify";
+import type { Logger } from "pino";
+import { effectiveFilters, type EffectiveFilter } from "../registry/effective.ts";
+import type { FilterRegistry } from "../registry/filter-registry.ts";
+import type { OperatorState } from "../state/operator-state.ts";
+import { describeClient, type ClientRegistry } from "../xds/client-status.ts";
+
+export interface AdminDeps {
+  registry: FilterRegistry;
+  state: OperatorState;
+  clients: ClientRegistry;
+  /** True once the first scan and build of the filters dir finished. */
+  ready: () => boolean;
+}
+
+const FILTER_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+/** The API shape of a filter: what it is, whether Envoy runs it, and how its build went. */
+function view(f: EffectiveFilter): Record<string, unknown> {
+  const out: Record<string, unknown> = { name: f.name, enabled: f.enabled, order: f.order, sha256: f.sha256 ?? null, status: f.status };
+  if (f.error !== undefined) out.error = f.error;
+  return out;
+}
+
+/** Admin API: reads registry/state/client status, and mutates only operator state. */
+export function createAdminApi(deps: AdminDeps, log: Logger) {
+  const app = Fastify({ loggerInstance: log.child({ component: "admin" }) });
+
+  app.get("/healthz", async (_req, reply) => {
+    const ready = deps.ready();
+    return reply.code(ready ? 200 : 503).send({ status: ready ? "ok" : "starting" });
+  });
+
+  app.get("/api/filters", async () => effectiveFilters(deps.registry, deps.state).map(view));
+
+  for (const action of ["enable", "disable"] as const) {
+    app.post<{ Params: { name: string } }>(`/api/filters/:name/${action}`, async (req, reply) => {
+      const { name } = req.params;
+      if (!FILTER_NAME.test(name)) {
+        return reply.code(400).send({ error: `invalid filter name ${JSON.stringify(name)}: expected ${FILTER_NAME.source}` });
+      }
+      if (req.body !== undefined && req.body !== null && !(typeof req.body === "object" && Object.keys(req.body).length === 0)) {
+        return reply.code(400).send({ error: `${action} takes no request body` });
+      }
+      if (!deps.registry.get(name)) return reply.code(404).send({ error: `no filter named ${JSON.stringify(name)}` });
+      await deps.state.update(name, { enabled: action === "enable" });
+      req.log.info({ filter: name, action }, "filter switched");
+      const updated = effectiveFilters(deps.registry, deps.state).find((f) => f.name === name);
+      return updated ? view(updated) : reply.code(404).send({ error: `filter ${name} went away` });
+    });
+  }
+
+  app.get("/api/clients", async () => deps.clients.list().map(describeClient));
+
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url}` }));
+  app.setErrorHandler((err: { statusCode?: number; message: string }, req, reply) => {
+    const code = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (code === 500) req.log.error({ err }, "admin request failed");
+    return reply.code(code).send({ error: err.message });
+  });
+  return app;
+}

@@ -1,0 +1,130 @@
+// Entry for `npm run cp`: parse config, wire the parts in data-flow order, handle signals.
+//   filters dir -> build -> registry -> (+ operator state) -> snapshot cache -> xDS streams
+import pino from "pino";
+import { buildFilter, type BuildResult } from "./build/builder.ts";
+import { closeCompiler } from "./build/compiler.ts";
+import { BuildScheduler } from "./build/scheduler.ts";
+import { listFilters, watchFilters } from "./build/watcher.ts";
+import { ConfigError, loadConfig, usage, type Config } from "./config.ts";
+import { createAdminApi } from "./http/admin-api.ts";
+import { createModuleServer } from "./http/module-server.ts";
+import { FetchTracker } from "./registry/fetch-tracker.ts";
+import { FilterRegistry, type FilterDefaults } from "./registry/filter-registry.ts";
+import { OperatorState } from "./state/operator-state.ts";
+import { createAdsServer, listenAds } from "./xds/ads-server.ts";
+import { SnapshotCache } from "./xds/cache.ts";
+import { ClientRegistry } from "./xds/client-status.ts";
+import { SnapshotPublisher } from "./xds/publisher.ts";
+import { shortName } from "./xds/type-urls.ts";
+
+function readConfig(): Config {
+  try {
+    const config = loadConfig(process.argv.slice(2), process.env);
+    if (config === "help") {
+      console.log(usage());
+      process.exit(0);
+    }
+    return config;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`wasm-xds: ${err.message}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+function defaultsOf(result: Extract<BuildResult, { ok: true }>): FilterDefaults {
+  const d: FilterDefaults = {};
+  if (result.manifest.order !== undefined) d.order = result.manifest.order;
+  if (result.manifest.enabled !== undefined) d.enabled = result.manifest.enabled;
+  if (result.manifest.configuration !== undefined) d.configuration = result.manifest.configuration;
+  return d;
+}
+
+async function main(): Promise<void> {
+  const config = readConfig();
+  const log = pino({ level: config.logLevel, base: { pid: process.pid } });
+
+  const state = new OperatorState(config.stateFile);
+  await state.load();
+  const registry = new FilterRegistry();
+  const fetches = new FetchTracker();
+  const cache = new SnapshotCache();
+  const clients = new ClientRegistry();
+  const publisher = new SnapshotPublisher(
+    { listener: { address: config.listenerAddress, port: config.listenerPort }, upstream: config.upstream, moduleServer: config.moduleAddress },
+    registry, state, cache,
+    (changed) => log.info({ changed: changed.map(shortName), versions: Object.fromEntries(changed.map((t) => [shortName(t), cache.get()?.types.get(t)?.version])) }, "snapshot published"),
+  );
+
+  // Filters present on disk; a build that finishes after its folder was deleted is dropped.
+  const present = new Set<string>();
+  const scheduler = new BuildScheduler((name) => buildFilter(config.filtersDir, name), {
+    onStart: (name) => registry.buildStarted(name),
+    onResult: (result) => {
+      if (!present.has(result.name)) return;
+      if (result.ok) {
+        registry.buildSucceeded(result.name, result.wasm, { sha256: result.sha256, rootId: result.rootId, buildMs: result.buildMs }, defaultsOf(result));
+        log.info({ filter: result.name, sha256: result.sha256, bytes: result.wasm.byteLength, buildMs: result.buildMs }, "filter built");
+      } else {
+        registry.buildFailed(result.name, result.error);
+        log.error({ filter: result.name, buildMs: result.buildMs, error: result.error }, "filter build failed; last good module keeps serving");
+      }
+    },
+  });
+
+  const moduleServer = createModuleServer(registry, fetches, log);
+  let ready = false;
+  const admin = createAdminApi({ registry, state, clients, ready: () => ready }, log);
+  const ads = createAdsServer({ cache, clients, fetches, log: log.child({ component: "xds" }) });
+  clients.onNack((client, type, nack) => log.warn({ node: client.nodeId, type: shortName(type.typeUrl), version: nack.version, error: nack.message }, "NACK recorded"));
+
+  await moduleServer.listen({ host: config.moduleHost, port: config.modulePort });
+  await admin.listen({ host: config.adminHost, port: config.adminPort });
+  await listenAds(ads, config.xdsHost, config.xdsPort);
+
+  for (const name of await listFilters(config.filtersDir)) {
+    present.add(name);
+    scheduler.schedule(name);
+  }
+  const watcher = watchFilters(config.filtersDir, {
+    changed: (name) => {
+      present.add(name);
+      scheduler.schedule(name);
+    },
+    removed: (name) => {
+      present.delete(name);
+      scheduler.cancel(name);
+      registry.removed(name);
+      log.info({ filter: name }, "filter removed");
+    },
+    error: (err) => log.error({ err }, "filters watcher failed"),
+  });
+  await watcher.ready;
+  await scheduler.idle();
+  // Publish only now: a reconnecting Envoy must see the full set, never a partial one.
+  publisher.start();
+  ready = true;
+  log.info({ xds: `${config.xdsHost}:${config.xdsPort}`, modules: `${config.moduleHost}:${config.modulePort}`, admin: `${config.adminHost}:${config.adminPort}`, filters: registry.list().map((f) => `${f.name}:${f.status}`) }, "control plane ready");
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "shutting down");
+    const force = setTimeout(() => process.exit(1), 5000);
+    force.unref();
+    await watcher.close();
+    ads.forceShutdown();
+    await Promise.allSettled([moduleServer.close(), admin.close(), closeCompiler()]);
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+main().catch((err: unknown) => {
+  console.error(`wasm-xds: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,48 @@
+export type FetchListener = (nodeId: string, sha256: string) => void;
+
+interface FetchRecord {
+  inFlight: number;
+  lastCompletedAt?: number;
+}
+
+/**
+ * Which Envoy fetched which module, and when the last fetch finished. The module server writes
+ * it (the node id is in the module URL's query); xDS streams read it to know when an Envoy that
+ * NACKed a code-cache miss has the module and can be sent the same config again.
+ */
+export class FetchTracker {
+  private readonly records = new Map<string, FetchRecord>();
+  private readonly listeners = new Set<FetchListener>();
+
+  private key(nodeId: string, sha256: string): string {
+    return `${nodeId}\n${sha256}`;
+  }
+
+  started(nodeId: string, sha256: string): void {
+    const k = this.key(nodeId, sha256);
+    const r = this.records.get(k) ?? { inFlight: 0 };
+    r.inFlight++;
+    this.records.set(k, r);
+  }
+
+  completed(nodeId: string, sha256: string): void {
+    const r = this.records.get(this.key(nodeId, sha256));
+    if (!r) return;
+    r.inFlight = Math.max(0, r.inFlight - 1);
+    r.lastCompletedAt = Date.now();
+    for (const listener of this.listeners) listener(nodeId, sha256);
+  }
+
+  /** "in-flight" while a fetch runs; "done" if one finished at or after `since`; else "none". */
+  state(nodeId: string, sha256: string, since: number): "in-flight" | "done" | "none" {
+    const r = this.records.get(this.key(nodeId, sha256));
+    if (!r) return "none";
+    if (r.inFlight > 0) return "in-flight";
+    return r.lastCompletedAt !== undefined && r.lastCompletedAt >= since ? "done" : "none";
+  }
+
+  onCompleted(listener: FetchListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}

@@ -1,0 +1,109 @@
+/** The manifest fields the registry cares about (structurally the build's Manifest). */
+export interface FilterDefaults {
+  order?: number;
+  enabled?: boolean;
+  configuration?: string;
+}
+
+export interface GoodModule {
+  sha256: string;
+  rootId: string;
+  size: number;
+  builtAt: string;
+  buildMs: number;
+}
+
+export type BuildStatus = "ok" | "building" | "error";
+
+export interface FilterEntry {
+  name: string;
+  status: BuildStatus;
+  /** Compiler or validation message of the last failed build, while it is the latest result. */
+  error?: string;
+  /** The module Envoy runs; a failed build leaves it in place. */
+  module?: GoodModule;
+  defaults: FilterDefaults;
+}
+
+export type RegistryListener = () => void;
+
+/** Older builds kept servable per filter, so an Envoy still fetching one is not cut off. */
+const RETAINED_BUILDS_PER_FILTER = 4;
+
+/**
+ * Filters, their build status and their modules by sha256. The build writes here; the module
+ * server and the snapshot read. A module is stored before anything can announce it.
+ */
+export class FilterRegistry {
+  private readonly entries = new Map<string, FilterEntry>();
+  private readonly modules = new Map<string, Uint8Array>();
+  private readonly history = new Map<string, string[]>();
+  private readonly listeners = new Set<RegistryListener>();
+
+  list(): FilterEntry[] {
+    return [...this.entries.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  get(name: string): FilterEntry | undefined {
+    return this.entries.get(name);
+  }
+
+  moduleBytes(sha256: string): Uint8Array | undefined {
+    return this.modules.get(sha256);
+  }
+
+  buildStarted(name: string): void {
+    const entry = this.entries.get(name);
+    if (entry) entry.status = "building";
+    else this.entries.set(name, { name, status: "building", defaults: {} });
+    this.emit();
+  }
+
+  buildSucceeded(name: string, wasm: Uint8Array, module: Omit<GoodModule, "size" | "builtAt">, defaults: FilterDefaults): void {
+    this.modules.set(module.sha256, wasm);
+    const kept = (this.history.get(name) ?? []).filter((s) => s !== module.sha256);
+    kept.push(module.sha256);
+    const evicted = kept.splice(0, Math.max(0, kept.length - RETAINED_BUILDS_PER_FILTER));
+    this.history.set(name, kept);
+    for (const sha of evicted) this.forget(sha);
+    this.entries.set(name, {
+      name,
+      status: "ok",
+      module: { ...module, size: wasm.byteLength, builtAt: new Date().toISOString() },
+      defaults,
+    });
+    this.emit();
+  }
+
+  /** A failed build changes nothing Envoy sees: the last good module and its defaults stay. */
+  buildFailed(name: string, error: string): void {
+    const prior = this.entries.get(name);
+    const entry: FilterEntry = { name, status: "error", error, defaults: prior?.defaults ?? {} };
+    if (prior?.module) entry.module = prior.module;
+    this.entries.set(name, entry);
+    this.emit();
+  }
+
+  removed(name: string): void {
+    if (!this.entries.delete(name)) return;
+    const shas = this.history.get(name) ?? [];
+    this.history.delete(name);
+    for (const sha of shas) this.forget(sha);
+    this.emit();
+  }
+
+  onChange(listener: RegistryListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private forget(sha256: string): void {
+    // Two filters may build to identical bytes; keep the module while any filter holds it.
+    for (const [, shas] of this.history) if (shas.includes(sha256)) return;
+    this.modules.delete(sha256);
+  }
+
+  private emit(): void {
+    for (const listener of this.listeners) listener();
+  }
+}

@@ -1,0 +1,88 @@
+import fs from "node:fs/promises";
+import path from "node:path";
+
+/** What an operator chose for one filter; unset fields fall back to the filter's manifest. */
+export interface FilterChoice {
+  enabled?: boolean;
+  order?: number;
+  configuration?: string;
+}
+
+export interface OperatorStateData {
+  filters: Record<string, FilterChoice>;
+}
+
+export type StateListener = () => void;
+
+/**
+ * Operator choices (enable/disable, and later order and configuration), persisted so they
+ * survive a restart. Writes are atomic (temp file + rename): a crash mid-write leaves the old
+ * file, never a truncated one.
+ */
+export class OperatorState {
+  private data: OperatorStateData = { filters: {} };
+  private readonly listeners = new Set<StateListener>();
+  private writeChain: Promise<void> = Promise.resolve();
+
+  constructor(private readonly file: string) {}
+
+  async load(): Promise<void> {
+    let text: string;
+    try {
+      text = await fs.readFile(this.file, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw new Error(`cannot read state file ${this.file}: ${(err as Error).message}`);
+    }
+    try {
+      this.data = parseState(JSON.parse(text));
+    } catch (err) {
+      throw new Error(`state file ${this.file} is invalid: ${(err as Error).message}`);
+    }
+  }
+
+  choice(name: string): FilterChoice {
+    return this.data.filters[name] ?? {};
+  }
+
+  /** Applies a change, persists it, then tells listeners (so a snapshot only follows saved state). */
+  async update(name: string, change: FilterChoice): Promise<void> {
+    const next = { ...this.choice(name), ...change };
+    this.data = { filters: { ...this.data.filters, [name]: next } };
+    await this.persist();
+    for (const listener of this.listeners) listener();
+  }
+
+  onChange(listener: StateListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private persist(): Promise<void> {
+    const text = JSON.stringify(this.data, null, 2) + "\n";
+    // Serialise writes so an older write can never rename over a newer one.
+    this.writeChain = this.writeChain.catch(() => undefined).then(async () => {
+      await fs.mkdir(path.dirname(this.file), { recursive: true });
+      const tmp = `${this.file}.${process.pid}.tmp`;
+      await fs.writeFile(tmp, text);
+      await fs.rename(tmp, this.file);
+    });
+    return this.writeChain;
+  }
+}
+
+function parseState(raw: unknown): OperatorStateData {
+  if (typeof raw !== "object" || raw === null || typeof (raw as { filters?: unknown }).filters !== "object") {
+    throw new Error("expected {\"filters\": {...}}");
+  }
+  const filters: Record<string, FilterChoice> = {};
+  for (const [name, value] of Object.entries((raw as { filters: Record<string, unknown> }).filters)) {
+    const v = value as Record<string, unknown>;
+    const choice: FilterChoice = {};
+    if (typeof v.enabled === "boolean") choice.enabled = v.enabled;
+    if (typeof v.order === "number" && Number.isInteger(v.order)) choice.order = v.order;
+    if (typeof v.configuration === "string") choice.configuration = v.configuration;
+    filters[name] = choice;
+  }
+  return { filters };
+}

@@ -1,0 +1,20 @@
+import type { EffectiveFilter } from "../registry/effective.ts";
+import type { FilterResourceSpec, HostPort, ResourceInputs } from "./resources.ts";
+
+export interface NetworkInputs {
+  listener: { address: string; port: number };
+  upstream: HostPort;
+  moduleServer: HostPort;
+}
+
+/** Only filters with a good module go to Envoy; one that never built stays out of the chain. */
+export function resourceInputs(net: NetworkInputs, filters: readonly EffectiveFilter[]): ResourceInputs {
+  const specs: FilterResourceSpec[] = [];
+  for (const f of filters) {
+    if (!f.sha256 || !f.rootId) continue;
+    const spec: FilterResourceSpec = { name: f.name, sha256: f.sha256, rootId: f.rootId, enabled: f.enabled };
+    if (f.configuration !== undefined) spec.configuration = f.configuration;
+    specs.push(spec);
+  }
+  return { ...net, filters: specs };
+}

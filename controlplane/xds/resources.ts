@@ -1,0 +1,174 @@
+import net from "node:net";
+import type { ResourceObject } from "./codec.ts";
+import { CLUSTER, EXTENSION_CONFIG, LISTENER, ROUTE, TYPE_PREFIX } from "./type-urls.ts";
+
+/** Everything a snapshot's resources are derived from; nothing else may influence them. */
+export interface ResourceInputs {
+  listener: { address: string; port: number };
+  upstream: HostPort;
+  moduleServer: HostPort;
+  /** Filters that have a good module, in chain order. */
+  filters: readonly FilterResourceSpec[];
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface FilterResourceSpec {
+  name: string;
+  sha256: string;
+  rootId: string;
+  enabled: boolean;
+  configuration?: string;
+}
+
+export const LISTENER_NAME = "wasm_listener";
+export const ROUTE_NAME = "local_route";
+export const UPSTREAM_CLUSTER = "upstream";
+export const MODULE_CLUSTER = "wasm_modules";
+const WASM_FILTER_TYPE = `${TYPE_PREFIX}envoy.extensions.filters.http.wasm.v3.Wasm`;
+const ADS_SOURCE = { ads: {}, resource_api_version: "V3" };
+
+/**
+ * How one Envoy gets an ECDS resource. Remote Wasm code is only fetched on Envoy's init path
+ * (listener warming); an update to a warm listener with an uncached sha256 is accepted but
+ * never fetched, and the filter silently stops running (measured on 1.40). So a filter an
+ * Envoy is warming gets `nack_on_code_cache_miss: false` (fetch during warming), and an update
+ * to a warm filter gets `true`: Envoy NACKs, keeps the old module serving, fetches in the
+ * background, and the control plane re-sends once the module server saw that fetch complete.
+ * The node id in the module URL is what lets the module server tell whose fetch completed.
+ */
+export interface DeliveryVariant {
+  nodeId: string;
+  nackOnCacheMiss: boolean;
+}
+
+/** A resource whose bytes depend on the Envoy it goes to; its version comes from `canonical`. */
+export interface VariantResource {
+  canonical: ResourceObject;
+  render(variant: DeliveryVariant): ResourceObject;
+}
+
+/** Resources by type URL, then by name, as YAML-shaped objects ready for the codec. */
+export type ResourceSet = Map<string, Map<string, ResourceObject | VariantResource>>;
+
+export function isVariantResource(r: ResourceObject | VariantResource): r is VariantResource {
+  return typeof (r as VariantResource).render === "function";
+}
+
+export function buildResources(inputs: ResourceInputs): ResourceSet {
+  const set: ResourceSet = new Map();
+  set.set(CLUSTER, byName([
+    staticOrDnsCluster(UPSTREAM_CLUSTER, inputs.upstream),
+    staticOrDnsCluster(MODULE_CLUSTER, inputs.moduleServer),
+  ]));
+  set.set(LISTENER, byName([listener(inputs)]));
+  set.set(ROUTE, byName([routeConfiguration(inputs.filters)]));
+  set.set(EXTENSION_CONFIG, new Map(inputs.filters.map((f) => [f.name, {
+    canonical: extensionConfig(f, inputs.moduleServer, CANONICAL_VARIANT),
+    render: (v: DeliveryVariant) => extensionConfig(f, inputs.moduleServer, v),
+  }])));
+  return set;
+}
+
+const CANONICAL_VARIANT: DeliveryVariant = { nodeId: "", nackOnCacheMiss: true };
+
+function byName(resources: ResourceObject[]): Map<string, ResourceObject> {
+  return new Map(resources.map((r) => [r.name as string, r]));
+}
+
+export function moduleUrl(moduleServer: HostPort, sha256: string, nodeId = ""): string {
+  const query = nodeId === "" ? "" : `?node=${encodeURIComponent(nodeId)}`;
+  return `http://${hostPort(moduleServer)}/modules/${sha256}.wasm${query}`;
+}
+
+function hostPort({ host, port }: HostPort): string {
+  return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function staticOrDnsCluster(name: string, target: HostPort): ResourceObject {
+  return {
+    name,
+    // An IP needs no resolver; a name (the compose service, host.docker.internal) does.
+    type: net.isIP(target.host) ? "STATIC" : "STRICT_DNS",
+    connect_timeout: { seconds: 2 },
+    load_assignment: {
+      cluster_name: name,
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: target.host, port_value: target.port } } } }] }],
+    },
+  };
+}
+
+function listener(inputs: ResourceInputs): ResourceObject {
+  const httpFilters: ResourceObject[] = inputs.filters.map((f) => ({
+    name: f.name,
+    // The filter body comes over ECDS, so a module change or a config change never touches
+    // the listener (an LDS update would drain its connections).
+    config_discovery: {
+      config_source: ADS_SOURCE,
+      type_urls: [WASM_FILTER_TYPE],
+    },
+  }));
+  httpFilters.push({
+    name: "envoy.filters.http.router",
+    typed_config: { "@type": `${TYPE_PREFIX}envoy.extensions.filters.http.router.v3.Router` },
+  });
+  return {
+    name: LISTENER_NAME,
+    address: { socket_address: { address: inputs.listener.address, port_value: inputs.listener.port } },
+    filter_chains: [{
+      filters: [{
+        name: "envoy.filters.network.http_connection_manager",
+        typed_config: {
+          "@type": `${TYPE_PREFIX}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`,
+          stat_prefix: "ingress_http",
+          rds: { route_config_name: ROUTE_NAME, config_source: ADS_SOURCE },
+          http_filters: httpFilters,
+        },
+      }],
+    }],
+  };
+}
+
+function routeConfiguration(filters: readonly FilterResourceSpec[]): ResourceObject {
+  // Disabling is a route-level switch keyed by the HCM filter name: an RDS change, hitless.
+  const perFilter: Record<string, ResourceObject> = {};
+  for (const f of [...filters].sort((a, b) => a.name.localeCompare(b.name))) {
+    if (!f.enabled) perFilter[f.name] = { "@type": `${TYPE_PREFIX}envoy.config.route.v3.FilterConfig`, disabled: true };
+  }
+  const virtualHost: ResourceObject = {
+    name: "all",
+    domains: ["*"],
+    routes: [{ match: { prefix: "/" }, route: { cluster: UPSTREAM_CLUSTER } }],
+  };
+  if (Object.keys(perFilter).length > 0) virtualHost.typed_per_filter_config = perFilter;
+  return { name: ROUTE_NAME, virtual_hosts: [virtualHost] };
+}
+
+function extensionConfig(filter: FilterResourceSpec, moduleServer: HostPort, variant: DeliveryVariant): ResourceObject {
+  const pluginConfig: ResourceObject = {
+    name: filter.name,
+    root_id: filter.rootId,
+    vm_config: {
+      vm_id: filter.name,
+      runtime: "envoy.wasm.runtime.v8",
+      nack_on_code_cache_miss: variant.nackOnCacheMiss,
+      code: {
+        remote: {
+          http_uri: { uri: moduleUrl(moduleServer, filter.sha256, variant.nodeId), cluster: MODULE_CLUSTER, timeout: { seconds: 10 } },
+          sha256: filter.sha256,
+          retry_policy: { num_retries: { value: 3 } },
+        },
+      },
+    },
+  };
+  if (filter.configuration !== undefined) {
+    pluginConfig.configuration = { "@type": `${TYPE_PREFIX}google.protobuf.StringValue`, value: filter.configuration };
+  }
+  return {
+    name: filter.name,
+    typed_config: { "@type": WASM_FILTER_TYPE, config: pluginConfig },
+  };
+}

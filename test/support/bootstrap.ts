@@ -1,0 +1,106 @@
+/**
+ * Renders envoy-bootstrap/envoy.yaml (the one bootstrap users run through docker compose) for
+ * a test Envoy on loopback. Only these fields change; everything else is the file as shipped:
+ *   - xds_cluster's endpoint -> xdsHost:xdsPort (cluster type STATIC when xdsHost is an IP)
+ *   - admin address          -> 127.0.0.1:adminPort
+ *   - node.id / node.cluster -> when given
+ *   - ads_config.api_type    -> when given (GRPC | DELTA_GRPC)
+ * The YAML document model keeps the template's comments in the rendered file.
+ */
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import YAML from "yaml";
+import { bootstrapTemplatePath } from "./paths.ts";
+
+export type AdsApiType = "GRPC" | "DELTA_GRPC";
+
+export interface BootstrapOpts {
+  /** Port of the control plane's xDS gRPC server. */
+  xdsPort: number;
+  /** Host of the control plane (default 127.0.0.1). An IP makes xds_cluster STATIC, a name keeps STRICT_DNS. */
+  xdsHost?: string;
+  /**
+   * Admin port on 127.0.0.1. Default 0: Envoy picks a free port and startEnvoy() reads it back
+   * through `--admin-address-path`, which avoids port races.
+   */
+  adminPort?: number;
+  /** node.id (default: the template's, "envoy-local"). */
+  nodeId?: string;
+  /** node.cluster (default: the template's, "wasm-xds"). */
+  nodeCluster?: string;
+  /** ADS flavour (default: the template's, GRPC). */
+  apiType?: AdsApiType;
+}
+
+const XDS_CLUSTER = "xds_cluster";
+
+function loadTemplate(): YAML.Document {
+  const doc = YAML.parseDocument(fs.readFileSync(bootstrapTemplatePath, "utf8"));
+  if (doc.errors.length > 0) {
+    throw new Error(`cannot parse ${bootstrapTemplatePath}: ${doc.errors.map((e) => e.message).join("; ")}`);
+  }
+  return doc;
+}
+
+function expectPath(doc: YAML.Document, keyPath: (string | number)[]): void {
+  if (!doc.hasIn(keyPath)) {
+    throw new Error(`${bootstrapTemplatePath}: expected ${keyPath.join(".")} to exist (template changed?)`);
+  }
+}
+
+function checkPort(name: string, port: number, allowZero: boolean): void {
+  if (!Number.isInteger(port) || port < (allowZero ? 0 : 1) || port > 65535) {
+    throw new Error(`renderBootstrap: invalid ${name} ${port}`);
+  }
+}
+
+/** The rendered bootstrap as YAML text (with the template's comments and a header). */
+export function renderBootstrap(opts: BootstrapOpts): string {
+  const xdsHost = opts.xdsHost ?? "127.0.0.1";
+  const adminPort = opts.adminPort ?? 0;
+  checkPort("xdsPort", opts.xdsPort, false);
+  checkPort("adminPort", adminPort, true);
+
+  const doc = loadTemplate();
+
+  // xds_cluster: found by name, not position.
+  const clusters: unknown = doc.getIn(["static_resources", "clusters"]);
+  const index = YAML.isSeq(clusters)
+    ? clusters.items.findIndex((item) => YAML.isMap(item) && item.get("name") === XDS_CLUSTER)
+    : -1;
+  if (index < 0) throw new Error(`${bootstrapTemplatePath}: no static cluster named ${XDS_CLUSTER}`);
+  const cluster = ["static_resources", "clusters", index];
+  const socketAddress = [...cluster, "load_assignment", "endpoints", 0, "lb_endpoints", 0, "endpoint", "address", "socket_address"];
+  expectPath(doc, [...socketAddress, "address"]);
+  expectPath(doc, [...socketAddress, "port_value"]);
+  doc.setIn([...socketAddress, "address"], xdsHost);
+  doc.setIn([...socketAddress, "port_value"], opts.xdsPort);
+  // STRICT_DNS on an IP literal works too, but STATIC says what it is and needs no resolver.
+  if (net.isIP(xdsHost) !== 0) doc.setIn([...cluster, "type"], "STATIC");
+
+  expectPath(doc, ["admin", "address", "socket_address", "address"]);
+  doc.setIn(["admin", "address", "socket_address", "address"], "127.0.0.1");
+  doc.setIn(["admin", "address", "socket_address", "port_value"], adminPort);
+
+  if (opts.nodeId !== undefined) doc.setIn(["node", "id"], opts.nodeId);
+  if (opts.nodeCluster !== undefined) doc.setIn(["node", "cluster"], opts.nodeCluster);
+  if (opts.apiType !== undefined) {
+    expectPath(doc, ["dynamic_resources", "ads_config", "api_type"]);
+    doc.setIn(["dynamic_resources", "ads_config", "api_type"], opts.apiType);
+  }
+
+  const header =
+    ` Rendered by test/support/bootstrap.ts from envoy-bootstrap/envoy.yaml.\n` +
+    ` Overrides: ${JSON.stringify({ ...opts, xdsHost, adminPort })}\n`;
+  doc.commentBefore = doc.commentBefore ? `${header}\n${doc.commentBefore}` : header;
+  return doc.toString({ lineWidth: 0 });
+}
+
+/** Writes the rendered bootstrap to `<dir>/<fileName>` (default envoy.yaml) and returns its path. */
+export function writeBootstrap(dir: string, opts: BootstrapOpts, fileName = "envoy.yaml"): string {
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, fileName);
+  fs.writeFileSync(file, renderBootstrap(opts));
+  return file;
+}

@@ -1,0 +1,95 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import {
+  isValidFilterName, parseManifest, readManifest, rootIdFromSource, rootIdsFromSource,
+} from "../../../controlplane/build/manifest.ts";
+
+function errorOf(text: string): string {
+  const result = parseManifest(text);
+  if (result.ok) assert.fail("manifest unexpectedly accepted");
+  return result.error;
+}
+
+describe("parseManifest", () => {
+  test("accepts every field", () => {
+    assert.deepEqual(
+      parseManifest(`{"order": 10, "enabled": false, "configuration": "x=1", "rootId": "r"}`),
+      { ok: true, manifest: { order: 10, enabled: false, configuration: "x=1", rootId: "r" } },
+    );
+    assert.deepEqual(parseManifest("{}"), { ok: true, manifest: {} });
+  });
+
+  test("rejects unknown keys, naming the allowed ones", () => {
+    assert.equal(errorOf(`{"ordr": 1}`), `filter.json: unknown key "ordr" (allowed: order, enabled, configuration, rootId)`);
+    assert.match(errorOf(`{"toString": 1}`), /unknown key "toString"/);
+  });
+
+  test("rejects wrong types", () => {
+    assert.equal(errorOf(`{"order": 1.5}`), `filter.json: "order" must be an integer, got 1.5`);
+    assert.equal(errorOf(`{"order": "1"}`), `filter.json: "order" must be an integer, got "1"`);
+    assert.equal(errorOf(`{"enabled": "yes"}`), `filter.json: "enabled" must be true or false, got "yes"`);
+    assert.equal(errorOf(`{"configuration": {"a": 1}}`), `filter.json: "configuration" must be a string, got an object`);
+    assert.equal(errorOf(`{"rootId": ""}`), `filter.json: "rootId" must be a non-empty string, got ""`);
+    assert.equal(errorOf(`[1]`), "filter.json: must be a JSON object, got an array");
+    assert.equal(errorOf(`null`), "filter.json: must be a JSON object, got null");
+  });
+
+  test("reports bad JSON with the parser's message and a line", () => {
+    const error = errorOf(`{\n  "order": 1,\n  "enabled": true,\n}`);
+    assert.match(error, /^filter\.json: invalid JSON: /);
+    assert.match(error, /line 4/);
+  });
+
+  test("readManifest: a missing file is an empty manifest", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "wasm-xds-manifest-"));
+    try {
+      assert.deepEqual(await readManifest(dir), { ok: true, manifest: {} });
+      await writeFile(path.join(dir, "filter.json"), `{"order": 3}`);
+      assert.deepEqual(await readManifest(dir), { ok: true, manifest: { order: 3 } });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("rootIdFromSource", () => {
+  test("reads the second argument of registerRootContext", () => {
+    const src = `registerRootContext((context_id: u32): RootContext => { return new Root(context_id, f(1, 2)); }, "add-header");`;
+    assert.equal(rootIdFromSource(src), "add-header");
+    assert.equal(rootIdFromSource(`registerRootContext(\n  make,\n  'single'\n);`), "single");
+    assert.equal(rootIdFromSource("registerRootContext(make, `tpl`);"), "tpl");
+  });
+
+  test("ignores commented-out calls and strings that look like code", () => {
+    const src = [
+      `// registerRootContext(make, "line-comment");`,
+      `/* registerRootContext(make, "block-comment"); */`,
+      `const s = "not a // comment, registerRootContext(x, \\"in-string\\")";`,
+      `registerRootContext(make, "real"); // trailing`,
+    ].join("\n");
+    assert.equal(rootIdFromSource(src), "real");
+  });
+
+  test("is undefined when there is no literal root id", () => {
+    assert.equal(rootIdFromSource(`export * from "@solo-io/proxy-runtime/proxy";`), undefined);
+    assert.equal(rootIdFromSource(`registerRootContext(make, ROOT_ID);`), undefined);
+    assert.equal(rootIdFromSource("registerRootContext(make, `a${b}`);"), undefined);
+    assert.equal(rootIdFromSource(`registerRootContext(make`), undefined);
+  });
+
+  test("rootIdsFromSource lists every registration", () => {
+    assert.deepEqual(rootIdsFromSource(`registerRootContext(a, "one"); registerRootContext(b, "two");`), ["one", "two"]);
+  });
+});
+
+describe("isValidFilterName", () => {
+  test("accepts lowercase names and rejects the rest", () => {
+    for (const ok of ["add-header", "a", "0", "rate_limit-2", "a".repeat(63)]) assert.ok(isValidFilterName(ok), ok);
+    for (const bad of ["", "_lib", ".hidden", "-x", "Upper", "a b", "a/b", "a".repeat(64), "ü"]) {
+      assert.ok(!isValidFilterName(bad), bad);
+    }
+  });
+});
