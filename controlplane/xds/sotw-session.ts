@@ -45,6 +45,8 @@ interface EcdsSent {
 
 interface PendingResend {
   version: string;
+  /** Envoy's error_detail, reported as the rejection if no fetch explains it. */
+  envoyMessage: string;
   shas: string[];
   timer: ReturnType<typeof setTimeout>;
   sentAt: number;
@@ -62,6 +64,8 @@ export interface SessionDeps {
   /** Current snapshot (the cache's); read on every decision so a re-send never sends stale config. */
   snapshot: () => Snapshot | undefined;
   send: (response: DiscoveryResponse) => void;
+  /** Override of CACHE_MISS_GRACE_MS (tests). */
+  cacheMissGraceMs?: number;
 }
 
 /**
@@ -175,7 +179,7 @@ export class SotwSession {
       if (this.ecdsResendsOfVersion.count < MAX_CACHE_MISS_RESENDS) {
         // Likely a code-cache miss: Envoy is fetching the module now. Re-send once it has it.
         this.deps.log.info({ node: this.client.nodeId, version: sent.version, shas: sent.updateShas, envoy: message }, "ECDS NACK on a new module; waiting for Envoy's fetch to re-send");
-        this.waitForFetches(sent);
+        this.waitForFetches(sent, message);
         return;
       }
     }
@@ -184,11 +188,11 @@ export class SotwSession {
     this.deps.log.warn({ node: this.client.nodeId, type: shortName(st.typeUrl), version: nack.version, error: message }, "Envoy rejected (NACK)");
   }
 
-  private waitForFetches(sent: EcdsSent): void {
+  private waitForFetches(sent: EcdsSent, envoyMessage: string): void {
     this.cancelPending();
-    const timer = setTimeout(() => this.onFetchGraceExpired(), CACHE_MISS_GRACE_MS);
+    const timer = setTimeout(() => this.onFetchGraceExpired(), this.deps.cacheMissGraceMs ?? CACHE_MISS_GRACE_MS);
     timer.unref?.();
-    this.pending = { version: sent.version, shas: sent.updateShas, timer, sentAt: sent.sentAt };
+    this.pending = { version: sent.version, envoyMessage, shas: sent.updateShas, timer, sentAt: sent.sentAt };
     // The download may already have finished before the NACK arrived.
     const settle = setTimeout(() => this.resendIfFetched(), RESEND_AFTER_FETCH_MS);
     settle.unref?.();
@@ -245,14 +249,14 @@ export class SotwSession {
     const states = p.shas.map((sha) => this.deps.fetches.state(this.client.nodeId, sha, p.sentAt));
     if (states.includes("in-flight")) {
       // Still downloading: keep waiting; completion re-sends. (Envoy's own http timeout bounds it.)
-      p.timer = setTimeout(() => this.onFetchGraceExpired(), CACHE_MISS_GRACE_MS);
+      p.timer = setTimeout(() => this.onFetchGraceExpired(), this.deps.cacheMissGraceMs ?? CACHE_MISS_GRACE_MS);
       p.timer.unref?.();
       return;
     }
     this.cancelPending();
     if (sub) {
       const st = sub.status;
-      const nack = { version: st.sentVersion ?? "", nonce: st.sentNonce ?? "", message: "Envoy rejected the filter config and fetched no module for it", at: new Date().toISOString() };
+      const nack = { version: st.sentVersion ?? "", nonce: st.sentNonce ?? "", message: p.envoyMessage, at: new Date().toISOString() };
       this.deps.registry.recordNack(this.client, st, nack);
       this.deps.log.warn({ node: this.client.nodeId, type: "ECDS", version: nack.version }, "Envoy rejected (NACK) without fetching the module");
     }

@@ -231,15 +231,26 @@ class EnvoyChild implements EnvoyProcess {
     return new Error(`${context}: ${this.describe()}\n--- last log lines ---\n${this.tail()}`);
   }
 
-  /** Races `work` against Envoy's exit, so nothing waits on a dead process. */
-  untilExit<T>(work: Promise<T>, context: string): Promise<T> {
+  /** Starts `start()` unless Envoy is gone, and races it against Envoy's exit. */
+  untilExit<T>(start: () => Promise<T>, context: string): Promise<T> {
     if (!this.running) return Promise.reject(this.failure(context));
-    return Promise.race([
-      work,
-      this.#exited.then(() => {
-        throw this.failure(context);
-      }),
-    ]);
+    const signal = this.exitSignal;
+    const work = start();
+    return new Promise<T>((resolve, reject) => {
+      // The listener is removed as soon as `work` settles, so frequent polling accumulates nothing.
+      const onExit = (): void => reject(new Error(`${context}: ${String(signal.reason instanceof Error ? signal.reason.message : signal.reason)}`));
+      signal.addEventListener("abort", onExit, { once: true });
+      work.then(
+        (value) => {
+          signal.removeEventListener("abort", onExit);
+          resolve(value);
+        },
+        (err: unknown) => {
+          signal.removeEventListener("abort", onExit);
+          reject(err);
+        },
+      );
+    });
   }
 
   admin(pathAndQuery: string, opts: HttpRequestOptions = {}): Promise<HttpResponse> {
@@ -248,26 +259,24 @@ class EnvoyChild implements EnvoyProcess {
   }
 
   async serverState(): Promise<string> {
-    const res = await this.untilExit(this.admin("/ready"), "envoy admin /ready");
+    const res = await this.untilExit(() => this.admin("/ready"), "envoy admin /ready");
     return res.body.trim();
   }
 
   async waitReady(timeoutMs = 10_000): Promise<void> {
     let state = "";
-    await this.untilExit(
-      waitFor(
-        async () => {
-          state = await this.serverState();
-          return state === "LIVE";
-        },
-        {
-          timeoutMs,
-          what: `envoy ${this.adminUrl}/ready to say LIVE (last: ${state || "no answer"})`,
-          details: () => this.tail(20),
-          signal: this.exitSignal,
-        },
-      ),
-      "envoy exited while waiting for LIVE",
+    // exitSignal ends the wait at once (with the log tail) if Envoy exits meanwhile.
+    await waitFor(
+      async () => {
+        state = await this.serverState();
+        return state === "LIVE";
+      },
+      {
+        timeoutMs,
+        what: `envoy ${this.adminUrl}/ready to say LIVE (last: ${state || "no answer"})`,
+        details: () => this.tail(20),
+        signal: this.exitSignal,
+      },
     );
   }
 
@@ -282,7 +291,7 @@ class EnvoyChild implements EnvoyProcess {
   }
 
   private async queryStats(filterQuery: string): Promise<Record<string, number>> {
-    const res = await this.untilExit(this.admin(`/stats?format=json${filterQuery}`), "envoy admin /stats");
+    const res = await this.untilExit(() => this.admin(`/stats?format=json${filterQuery}`), "envoy admin /stats");
     if (res.status !== 200) throw new Error(`envoy /stats answered ${res.status}: ${res.body.slice(0, 300)}`);
     const parsed: unknown = JSON.parse(res.body);
     const out: Record<string, number> = {};
@@ -296,7 +305,7 @@ class EnvoyChild implements EnvoyProcess {
 
   async configDump(resource?: string): Promise<{ configs: unknown[] }> {
     const query = resource === undefined ? "" : `?resource=${encodeURIComponent(resource)}`;
-    const res = await this.untilExit(this.admin(`/config_dump${query}`), "envoy admin /config_dump");
+    const res = await this.untilExit(() => this.admin(`/config_dump${query}`), "envoy admin /config_dump");
     if (res.status === 404 && resource !== undefined) return { configs: [] };
     if (res.status !== 200) throw new Error(`envoy /config_dump${query} answered ${res.status}: ${res.body.slice(0, 300)}`);
     const parsed: unknown = JSON.parse(res.body);
@@ -306,7 +315,7 @@ class EnvoyChild implements EnvoyProcess {
   }
 
   async listenerReady(port: number): Promise<boolean> {
-    const res = await this.untilExit(this.admin("/listeners?format=json"), "envoy admin /listeners");
+    const res = await this.untilExit(() => this.admin("/listeners?format=json"), "envoy admin /listeners");
     if (res.status !== 200) return false;
     const parsed: unknown = JSON.parse(res.body);
     const statuses = isRecord(parsed) && Array.isArray(parsed.listener_statuses) ? (parsed.listener_statuses as unknown[]) : [];
@@ -380,33 +389,23 @@ export async function startEnvoy(opts: StartEnvoyOptions): Promise<EnvoyProcess>
   child.unref();
 
   try {
-    const address = await envoy.untilExit(
-      waitFor(
-        () => {
-          const text = fs.existsSync(adminAddressPath) ? fs.readFileSync(adminAddressPath, "utf8").trim() : "";
-          return text === "" ? undefined : text;
-        },
-        {
-          timeoutMs: opts.startTimeoutMs ?? 10_000,
-          what: `envoy to write ${adminAddressPath}`,
-          intervalMs: 20,
-          signal: envoy.exitSignal,
-        },
-      ),
-      "envoy exited during startup",
+    const startTimeoutMs = opts.startTimeoutMs ?? 10_000;
+    // exitSignal ends these waits at once (with the log tail) if Envoy exits during startup.
+    const address = await waitFor(
+      () => {
+        const text = fs.existsSync(adminAddressPath) ? fs.readFileSync(adminAddressPath, "utf8").trim() : "";
+        return text === "" ? undefined : text;
+      },
+      { timeoutMs: startTimeoutMs, what: `envoy to write ${adminAddressPath}`, intervalMs: 20, signal: envoy.exitSignal },
     );
-    const port = Number(address.slice(address.lastIndexOf(":") + 1));
-    envoy.adminPort = port;
+    envoy.adminPort = Number(address.slice(address.lastIndexOf(":") + 1));
     envoy.adminUrl = `http://${address}`;
-    await envoy.untilExit(
-      waitFor(async () => (await envoy.admin("/ready", { timeoutMs: 1000 })).status > 0, {
-        timeoutMs: opts.startTimeoutMs ?? 10_000,
-        what: `envoy admin ${envoy.adminUrl} to answer`,
-        intervalMs: 20,
-        signal: envoy.exitSignal,
-      }),
-      "envoy exited during startup",
-    );
+    await waitFor(async () => (await envoy.admin("/ready", { timeoutMs: 1000 })).status > 0, {
+      timeoutMs: startTimeoutMs,
+      what: `envoy admin ${envoy.adminUrl} to answer`,
+      intervalMs: 20,
+      signal: envoy.exitSignal,
+    });
   } catch (err) {
     if (envoy.running) await envoy.stop(2_000);
     // untilExit's error already carries the log tail; a timeout's does not.
