@@ -19,6 +19,8 @@ const FILTER_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 function view(f: EffectiveFilter): Record<string, unknown> {
   const out: Record<string, unknown> = { name: f.name, enabled: f.enabled, order: f.order, sha256: f.sha256 ?? null, status: f.status };
   if (f.error !== undefined) out.error = f.error;
+  if (f.builtAt !== undefined) out.builtAt = f.builtAt;
+  if (f.buildMs !== undefined) out.buildMs = f.buildMs;
   return out;
 }
 

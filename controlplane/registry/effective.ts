@@ -13,6 +13,9 @@ export interface EffectiveFilter {
   error?: string;
   sha256?: string;
   rootId?: string;
+  /** When the module Envoy runs was built, and how long that build took. */
+  builtAt?: string;
+  buildMs?: number;
 }
 
 /** Operator choice wins over the manifest, the manifest over the defaults; sorted by (order, name). */
@@ -32,6 +35,8 @@ export function effectiveFilters(registry: FilterRegistry, state: OperatorState)
       if (entry.module) {
         f.sha256 = entry.module.sha256;
         f.rootId = entry.module.rootId;
+        f.builtAt = entry.module.builtAt;
+        f.buildMs = entry.module.buildMs;
       }
       return f;
     })

@@ -30,6 +30,8 @@ export interface FilterView {
   sha256: string | null;
   status: "ok" | "building" | "error";
   error?: string;
+  builtAt?: string;
+  buildMs?: number;
 }
 
 export interface ControlPlaneProcess {
