@@ -200,6 +200,15 @@ describe("hot reload through a real Envoy", { timeout: 240_000 }, () => {
     assert.equal((await cp.filter("stamp"))?.sha256, before?.sha256, "same source, same module");
   });
 
+  it("rapid successive saves converge to the last one", async () => {
+    const file = path.join(filtersDir, "stamp", "index.ts");
+    for (const v of ["v3", "v4", "v5", "v6", "v7"]) fs.writeFileSync(file, stampFilter("stamp_root", v));
+    await until("the last of five rapid saves (v7) to be live", (x) => x.status === 200 && echoed(x).headers["x-stamp"] === "v7", 60_000);
+    await waitFor(async () => (await cp.filter("stamp"))?.status === "ok", { what: "no build pending", timeoutMs: 30_000, details });
+    const r = await get();
+    assert.equal(echoed(r).headers["x-stamp"], "v7", "a late build of an earlier save never overrides the last one");
+  });
+
   it("SIGKILL leaves Envoy serving; after a restart Envoy reconnects and creates no new Wasm VM", async () => {
     await waitFor(async () => {
       const [c] = await cp.clients();
@@ -215,7 +224,7 @@ describe("hot reload through a real Envoy", { timeout: 240_000 }, () => {
       const r = await get();
       assert.equal(r.status, 200);
       assert.equal(echoed(r).headers["x-wasm-processed"], "yes");
-      assert.equal(echoed(r).headers["x-stamp"], "v2");
+      assert.equal(echoed(r).headers["x-stamp"], "v7");
     }
 
     cp = await startControlPlane({ ports, filtersDir, stateFile, upstreamPort: echo.port, workDir, name: "controlplane-restarted" });
@@ -228,6 +237,6 @@ describe("hot reload through a real Envoy", { timeout: 240_000 }, () => {
     assert.equal(await envoy.stat("control_plane.connected_state"), 1);
     assert.equal(await envoy.stat("wasm.envoy.wasm.runtime.v8.created"), vmsCreated, "no Wasm VM was created on reconnect");
     const r = await get();
-    assert.equal(echoed(r).headers["x-stamp"], "v2");
+    assert.equal(echoed(r).headers["x-stamp"], "v7");
   });
 });
