@@ -11,7 +11,7 @@ import { createModuleServer } from "./http/module-server.ts";
 import { FetchTracker } from "./registry/fetch-tracker.ts";
 import { FilterRegistry, type FilterDefaults } from "./registry/filter-registry.ts";
 import { OperatorState } from "./state/operator-state.ts";
-import { createAdsServer, listenAds } from "./xds/ads-server.ts";
+import { createXdsServer, listenXds } from "./xds/xds-server.ts";
 import { SnapshotCache } from "./xds/cache.ts";
 import { ClientRegistry } from "./xds/client-status.ts";
 import { SnapshotPublisher } from "./xds/publisher.ts";
@@ -77,12 +77,12 @@ async function main(): Promise<void> {
   const moduleServer = createModuleServer(registry, fetches, log);
   let ready = false;
   const admin = createAdminApi({ registry, state, clients, ready: () => ready }, log);
-  const ads = createAdsServer({ cache, clients, fetches, log: log.child({ component: "xds" }) });
+  const ads = createXdsServer({ cache, clients, fetches, log: log.child({ component: "xds" }) });
   clients.onNack((client, type, nack) => log.warn({ node: client.nodeId, type: shortName(type.typeUrl), version: nack.version, error: nack.message }, "NACK recorded"));
 
   await moduleServer.listen({ host: config.moduleHost, port: config.modulePort });
   await admin.listen({ host: config.adminHost, port: config.adminPort });
-  await listenAds(ads, config.xdsHost, config.xdsPort);
+  await listenXds(ads, config.xdsHost, config.xdsPort);
 
   for (const name of await listFilters(config.filtersDir)) {
     present.add(name);

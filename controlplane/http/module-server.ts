@@ -24,7 +24,12 @@ export function createModuleServer(registry: FilterRegistry, fetches: FetchTrack
     req.log.info({ sha256, size: bytes.byteLength, method: req.method, node }, "module served");
     if (req.method === "GET") {
       fetches.started(node, sha256);
-      reply.raw.once("close", () => fetches.completed(node, sha256));
+      // "close" (and even "finish") also follow a download the client aborted; then the socket
+      // has errored (ECONNRESET) and the fetch must not count as done: Envoy lacks the module.
+      const socket = reply.raw.socket;
+      let finished = false;
+      reply.raw.once("finish", () => (finished = true));
+      reply.raw.once("close", () => fetches.completed(node, sha256, finished && !socket?.errored));
     }
     return reply
       .type("application/wasm")

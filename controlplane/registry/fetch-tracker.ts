@@ -25,11 +25,12 @@ export class FetchTracker {
     this.records.set(k, r);
   }
 
-  completed(nodeId: string, sha256: string): void {
+  /** A fetch ended; `finished` is false when it was aborted (it then does not count as "done"). */
+  completed(nodeId: string, sha256: string, finished = true): void {
     const r = this.records.get(this.key(nodeId, sha256));
     if (!r) return;
     r.inFlight = Math.max(0, r.inFlight - 1);
-    r.lastCompletedAt = Date.now();
+    if (finished) r.lastCompletedAt = Date.now();
     for (const listener of this.listeners) listener(nodeId, sha256);
   }
 

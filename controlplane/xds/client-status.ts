@@ -6,6 +6,8 @@ export interface NackRecord {
   nonce: string;
   message: string;
   at: string;
+  /** Delta: the resources of the rejected response. */
+  resources?: string[];
 }
 
 export interface TypeStatus {

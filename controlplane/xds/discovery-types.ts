@@ -24,3 +24,27 @@ export interface DiscoveryResponse {
   type_url: string;
   nonce: string;
 }
+
+export interface DeltaDiscoveryRequest {
+  node?: EnvoyNode | null;
+  type_url?: string;
+  resource_names_subscribe?: string[];
+  resource_names_unsubscribe?: string[];
+  initial_resource_versions?: Record<string, string>;
+  response_nonce?: string;
+  error_detail?: { code?: number; message?: string } | null;
+}
+
+export interface DeltaResource {
+  name: string;
+  version: string;
+  resource: AnyMessage;
+}
+
+export interface DeltaDiscoveryResponse {
+  system_version_info: string;
+  resources: DeltaResource[];
+  type_url: string;
+  removed_resources: string[];
+  nonce: string;
+}

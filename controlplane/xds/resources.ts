@@ -1,6 +1,6 @@
 import net from "node:net";
 import type { ResourceObject } from "./codec.ts";
-import { CLUSTER, EXTENSION_CONFIG, LISTENER, ROUTE, TYPE_PREFIX } from "./type-urls.ts";
+import { CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, TYPE_PREFIX } from "./type-urls.ts";
 
 /** Everything a snapshot's resources are derived from; nothing else may influence them. */
 export interface ResourceInputs {
@@ -29,7 +29,24 @@ export const ROUTE_NAME = "local_route";
 export const UPSTREAM_CLUSTER = "upstream";
 export const MODULE_CLUSTER = "wasm_modules";
 const WASM_FILTER_TYPE = `${TYPE_PREFIX}envoy.extensions.filters.http.wasm.v3.Wasm`;
-const ADS_SOURCE = { ads: {}, resource_api_version: "V3" };
+/** The bootstrap's static cluster to the control plane (envoy-bootstrap/envoy.yaml). */
+export const XDS_CLUSTER = "xds_cluster";
+
+/** How an Envoy talks to us: one ADS stream, or the per-type services (SotW or Delta). */
+export type ConfigSourceKind = "ads" | "grpc" | "delta_grpc";
+
+/** Where an Envoy fetches the resources a listener or cluster refers to (RDS, ECDS, EDS). */
+function configSource(kind: ConfigSourceKind): ResourceObject {
+  if (kind === "ads") return { ads: {}, resource_api_version: "V3" };
+  return {
+    api_config_source: {
+      api_type: kind === "grpc" ? "GRPC" : "DELTA_GRPC",
+      transport_api_version: "V3",
+      grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }],
+    },
+    resource_api_version: "V3",
+  };
+}
 
 /**
  * How one Envoy gets an ECDS resource. Remote Wasm code is only fetched on Envoy's init path
@@ -43,11 +60,17 @@ const ADS_SOURCE = { ads: {}, resource_api_version: "V3" };
 export interface DeliveryVariant {
   nodeId: string;
   nackOnCacheMiss: boolean;
+  /** Listeners and clusters name their RDS/ECDS/EDS source the way this Envoy connected. */
+  source: ConfigSourceKind;
 }
 
-/** A resource whose bytes depend on the Envoy it goes to; its version comes from `canonical`. */
+/**
+ * A resource whose bytes depend on the Envoy it goes to. Its version comes from `canonical`,
+ * so every replica and every Envoy agree on versions; `key` names the variant's relevant part.
+ */
 export interface VariantResource {
   canonical: ResourceObject;
+  key(variant: DeliveryVariant): string;
   render(variant: DeliveryVariant): ResourceObject;
 }
 
@@ -60,20 +83,26 @@ export function isVariantResource(r: ResourceObject | VariantResource): r is Var
 
 export function buildResources(inputs: ResourceInputs): ResourceSet {
   const set: ResourceSet = new Map();
-  set.set(CLUSTER, byName([
-    staticOrDnsCluster(UPSTREAM_CLUSTER, inputs.upstream),
-    staticOrDnsCluster(MODULE_CLUSTER, inputs.moduleServer),
-  ]));
-  set.set(LISTENER, byName([listener(inputs)]));
+  const upstreams = [{ name: UPSTREAM_CLUSTER, target: inputs.upstream }, { name: MODULE_CLUSTER, target: inputs.moduleServer }];
+  set.set(CLUSTER, new Map(upstreams.map(({ name, target }) => [name, bySource((source) => cluster(name, target, source))])));
+  // An IP upstream's endpoints come over EDS (so they can change without a CDS update);
+  // a DNS name is resolved by Envoy itself.
+  set.set(ENDPOINT, new Map(upstreams.filter(({ target }) => net.isIP(target.host)).map(({ name, target }) => [name, loadAssignment(name, target)])));
+  set.set(LISTENER, new Map([[LISTENER_NAME, bySource((source) => listener(inputs, source))]]));
   set.set(ROUTE, byName([routeConfiguration(inputs.filters)]));
   set.set(EXTENSION_CONFIG, new Map(inputs.filters.map((f) => [f.name, {
     canonical: extensionConfig(f, inputs.moduleServer, CANONICAL_VARIANT),
+    key: (v: DeliveryVariant) => `${v.nodeId}\n${v.nackOnCacheMiss}`,
     render: (v: DeliveryVariant) => extensionConfig(f, inputs.moduleServer, v),
   }])));
   return set;
 }
 
-const CANONICAL_VARIANT: DeliveryVariant = { nodeId: "", nackOnCacheMiss: true };
+const CANONICAL_VARIANT: DeliveryVariant = { nodeId: "", nackOnCacheMiss: true, source: "ads" };
+
+function bySource(make: (source: ConfigSourceKind) => ResourceObject): VariantResource {
+  return { canonical: make("ads"), key: (v) => v.source, render: (v) => make(v.source) };
+}
 
 function byName(resources: ResourceObject[]): Map<string, ResourceObject> {
   return new Map(resources.map((r) => [r.name as string, r]));
@@ -88,26 +117,28 @@ function hostPort({ host, port }: HostPort): string {
   return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-function staticOrDnsCluster(name: string, target: HostPort): ResourceObject {
+function loadAssignment(name: string, target: HostPort): ResourceObject {
   return {
-    name,
-    // An IP needs no resolver; a name (the compose service, host.docker.internal) does.
-    type: net.isIP(target.host) ? "STATIC" : "STRICT_DNS",
-    connect_timeout: { seconds: 2 },
-    load_assignment: {
-      cluster_name: name,
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: target.host, port_value: target.port } } } }] }],
-    },
+    cluster_name: name,
+    endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: target.host, port_value: target.port } } } }] }],
   };
 }
 
-function listener(inputs: ResourceInputs): ResourceObject {
+function cluster(name: string, target: HostPort, source: ConfigSourceKind): ResourceObject {
+  if (net.isIP(target.host)) {
+    return { name, type: "EDS", connect_timeout: { seconds: 2 }, eds_cluster_config: { eds_config: configSource(source) } };
+  }
+  // A name (the compose service, host.docker.internal) needs Envoy's resolver.
+  return { name, type: "STRICT_DNS", connect_timeout: { seconds: 2 }, load_assignment: loadAssignment(name, target) };
+}
+
+function listener(inputs: ResourceInputs, source: ConfigSourceKind): ResourceObject {
   const httpFilters: ResourceObject[] = inputs.filters.map((f) => ({
     name: f.name,
     // The filter body comes over ECDS, so a module change or a config change never touches
     // the listener (an LDS update would drain its connections).
     config_discovery: {
-      config_source: ADS_SOURCE,
+      config_source: configSource(source),
       type_urls: [WASM_FILTER_TYPE],
     },
   }));
@@ -124,7 +155,7 @@ function listener(inputs: ResourceInputs): ResourceObject {
         typed_config: {
           "@type": `${TYPE_PREFIX}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`,
           stat_prefix: "ingress_http",
-          rds: { route_config_name: ROUTE_NAME, config_source: ADS_SOURCE },
+          rds: { route_config_name: ROUTE_NAME, config_source: configSource(source) },
           http_filters: httpFilters,
         },
       }],

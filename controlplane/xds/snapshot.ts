@@ -45,7 +45,7 @@ export function encodeSnapshot(set: ResourceSet): Snapshot {
         version: shortHash(canonical.value),
         anyFor(variant) {
           if (!variant) return canonical;
-          const key = `${variant.nodeId}\n${variant.nackOnCacheMiss}`;
+          const key = resource.key(variant);
           let any = memo.get(key);
           if (!any) memo.set(key, (any = toAny(typeUrl, resource.render(variant))));
           return any;

@@ -230,8 +230,8 @@ describe("hot reload through a real Envoy", { timeout: 240_000 }, () => {
     cp = await startControlPlane({ ports, filtersDir, stateFile, upstreamPort: echo.port, workDir, name: "controlplane-restarted" });
     await waitFor(async () => {
       const [c] = await cp.clients();
-      return c && Object.keys(c.types).length === 4 && Object.values(c.types).every((t) => t.ackedVersion !== null);
-    }, { what: "Envoy to reconnect and resubscribe to all four types", timeoutMs: 60_000, details });
+      return c && Object.keys(c.types).length === Object.keys(versionsBefore).length && Object.values(c.types).every((t) => t.ackedVersion !== null);
+    }, { what: "Envoy to reconnect and resubscribe to every type it had", timeoutMs: 60_000, details });
     const versionsAfter = Object.fromEntries(Object.entries((await cp.clients())[0]!.types).map(([k, t]) => [k, t.ackedVersion]));
     assert.deepEqual(versionsAfter, versionsBefore, "the restarted control plane computed identical versions");
     assert.equal(await envoy.stat("control_plane.connected_state"), 1);

@@ -10,7 +10,7 @@ const plain = (r: ResourceObject | VariantResource | undefined): ResourceObject 
   return isVariantResource(r) ? r.canonical : r;
 };
 import { encodeSnapshot } from "../../../controlplane/xds/snapshot.ts";
-import { CLUSTER, EXTENSION_CONFIG, LISTENER, ROUTE } from "../../../controlplane/xds/type-urls.ts";
+import { CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE } from "../../../controlplane/xds/type-urls.ts";
 
 const SHA_A = "a".repeat(64);
 const SHA_B = "b".repeat(64);
@@ -71,7 +71,8 @@ test("a disabled filter is switched off on the route, not removed from the liste
 test("clusters use DNS only for names", () => {
   const clusters = buildResources(inputs()).get(CLUSTER)!;
   assert.equal(plain(clusters.get("upstream")).type, "STRICT_DNS");
-  assert.equal(plain(clusters.get("wasm_modules")).type, "STATIC");
+  assert.equal(plain(clusters.get("wasm_modules")).type, "EDS");
+  assert.deepEqual([...buildResources(inputs()).get(ENDPOINT)!.keys()], ["wasm_modules"]);
 });
 
 test("the codec rejects fields protobufjs would silently drop", () => {

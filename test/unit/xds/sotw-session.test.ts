@@ -34,6 +34,8 @@ function harness(initial: Snapshot) {
     log: { info: () => undefined, warn: () => undefined },
     snapshot: () => snapshot,
     send: (r) => sent.push(r),
+    types: [CLUSTER, LISTENER, ROUTE, EXTENSION_CONFIG],
+    source: "ads",
     cacheMissGraceMs: 200,
   });
   const request = (req: DiscoveryRequest): DiscoveryResponse[] => {

@@ -1,0 +1,180 @@
+import type { TypeStatus } from "./client-status.ts";
+import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from "./discovery-types.ts";
+import { EcdsDelivery, type EcdsSent } from "./ecds-delivery.ts";
+import { SessionBase, type SessionDeps } from "./session-common.ts";
+import type { EncodedResource, Snapshot } from "./snapshot.ts";
+import { CLUSTER, EXTENSION_CONFIG, LISTENER, PUSH_ORDER } from "./type-urls.ts";
+
+/** Types Envoy subscribes to by wildcard (an empty first subscription, or "*"). */
+const WILDCARD_TYPES = new Set([CLUSTER, LISTENER]);
+const WILDCARD = "*";
+/** Responses awaiting an ACK per type; Envoy ACKs each, so a handful suffices. */
+const MAX_OUTSTANDING = 16;
+
+interface Outstanding {
+  version: string;
+  names: string[];
+  ecds?: EcdsSent;
+}
+
+interface DeltaSubscription {
+  status: TypeStatus;
+  wildcard: boolean;
+  names: Set<string>;
+  /** What this Envoy holds (or was last sent), per resource: the basis of every diff. */
+  known: Map<string, string>;
+  outstanding: Map<string, Outstanding>;
+}
+
+/**
+ * The incremental (Delta) protocol for one stream, on the same snapshots as SotW: only
+ * resources whose version differs from what this Envoy holds are sent, vanished ones are
+ * named in removed_resources, and a reconnecting Envoy's initial_resource_versions are honoured.
+ */
+export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
+  private readonly subscriptions = new Map<string, DeltaSubscription>();
+  private readonly ecds: EcdsDelivery;
+
+  constructor(streamId: number, peer: string, deps: SessionDeps<DeltaDiscoveryResponse>) {
+    super(streamId, peer, deps);
+    this.ecds = new EcdsDelivery((nack) => this.variant(nack), deps.fetches, {
+      resend: (names, fetched) => {
+        this.client.cacheMissResends = this.ecds.resends;
+        const sub = this.subscriptions.get(EXTENSION_CONFIG);
+        const snapshot = this.deps.snapshot();
+        if (sub && snapshot) this.respond(sub, snapshot, { force: new Set(names), fetched });
+      },
+      reject: (message) => {
+        const st = this.subscriptions.get(EXTENSION_CONFIG)?.status;
+        if (st) this.recordNack(st, st.sentVersion ?? "", st.sentNonce ?? "", message);
+      },
+      flushDeferred: () => {
+        const sub = this.subscriptions.get(EXTENSION_CONFIG);
+        const snapshot = this.deps.snapshot();
+        if (sub && snapshot) this.respond(sub, snapshot);
+      },
+    }, deps.cacheMissGraceMs);
+  }
+
+  handleRequest(req: DeltaDiscoveryRequest): void {
+    const typeUrl = this.admit(req.node, req.type_url);
+    const subscribe = req.resource_names_subscribe ?? [];
+    const unsubscribe = req.resource_names_unsubscribe ?? [];
+    let sub = this.subscriptions.get(typeUrl);
+    if (!sub) {
+      const status: TypeStatus = { typeUrl, resourceNames: [] };
+      const initial = Object.entries(req.initial_resource_versions ?? {});
+      sub = {
+        status,
+        // Legacy wildcard: the first request of a wildcard type names nothing.
+        wildcard: WILDCARD_TYPES.has(typeUrl) && subscribe.length === 0,
+        names: new Set(),
+        known: new Map(initial),
+        outstanding: new Map(),
+      };
+      this.subscriptions.set(typeUrl, sub);
+      this.client.types.set(typeUrl, status);
+      if (typeUrl === EXTENSION_CONFIG) this.ecds.markWarm(initial.map(([n]) => n));
+    }
+    for (const n of subscribe) {
+      if (n === WILDCARD) sub.wildcard = true;
+      else sub.names.add(n);
+    }
+    for (const n of unsubscribe) {
+      if (n === WILDCARD) {
+        sub.wildcard = false;
+        continue;
+      }
+      sub.names.delete(n);
+      // Forget what it holds: a later re-subscription must send the resource again.
+      sub.known.delete(n);
+      if (typeUrl === EXTENSION_CONFIG) this.ecds.forget(n);
+    }
+    sub.status.resourceNames = sub.wildcard ? [WILDCARD, ...[...sub.names].sort()] : [...sub.names].sort();
+
+    const nonce = req.response_nonce ?? "";
+    const answered = nonce === "" ? undefined : sub.outstanding.get(nonce);
+    if (answered) {
+      sub.outstanding.delete(nonce);
+      if (req.error_detail) this.onNack(sub, nonce, answered, req.error_detail.message ?? "");
+      else {
+        sub.status.ackedVersion = answered.version;
+        if (typeUrl === EXTENSION_CONFIG) this.ecds.markWarm(answered.names);
+      }
+    }
+    const snapshot = this.deps.snapshot();
+    if (!snapshot) return;
+    const sent = this.respond(sub, snapshot);
+    if (!sent && nonce === "" && sub.known.size > 0 && sub.status.ackedVersion === undefined) {
+      // A reconnecting Envoy that already holds everything current: nothing to send.
+      sub.status.ackedVersion = sub.status.sentVersion = snapshot.types.get(typeUrl)?.version ?? "";
+    }
+  }
+
+  handleSnapshot(snapshot: Snapshot, changed: readonly string[]): void {
+    for (const typeUrl of PUSH_ORDER) {
+      const sub = this.subscriptions.get(typeUrl);
+      if (!sub || !changed.includes(typeUrl)) continue;
+      if (typeUrl === EXTENSION_CONFIG) {
+        this.ecds.cancel();
+        if (this.ecds.mustDefer(this.diff(sub, snapshot).updates)) continue;
+      }
+      this.respond(sub, snapshot);
+    }
+  }
+
+  override close(): void {
+    this.ecds.close();
+    super.close();
+  }
+
+  private onNack(sub: DeltaSubscription, nonce: string, answered: Outstanding, message: string): void {
+    if (answered.ecds && this.ecds.onNack(answered.ecds, message)) {
+      this.deps.log.info({ node: this.client.nodeId, shas: answered.ecds.updateShas, envoy: message }, "ECDS NACK on a new module; re-sending once Envoy has fetched it");
+      return;
+    }
+    // `known` already holds the rejected versions, so they are not re-sent; the next change is.
+    this.recordNack(sub.status, answered.version, nonce, message, answered.names);
+  }
+
+  private diff(sub: DeltaSubscription, snapshot: Snapshot, force: ReadonlySet<string> = new Set()): { updates: EncodedResource[]; removed: string[] } {
+    const current = snapshot.types.get(sub.status.typeUrl);
+    const all = current ? [...current.resources.values()] : [];
+    const wanted = sub.wildcard ? all : all.filter((r) => sub.names.has(r.name));
+    const updates = wanted.filter((r) => force.has(r.name) || sub.known.get(r.name) !== r.version);
+    const removed = [...sub.known.keys()].filter((n) => !current?.resources.has(n) && (sub.wildcard || sub.names.has(n))).sort();
+    return { updates, removed };
+  }
+
+  /** Sends what this Envoy lacks; returns whether anything was sent. */
+  private respond(sub: DeltaSubscription, snapshot: Snapshot, opts: { force?: ReadonlySet<string>; fetched?: ReadonlySet<string> } = {}): boolean {
+    const { updates, removed } = this.diff(sub, snapshot, opts.force);
+    if (updates.length === 0 && removed.length === 0) return false;
+    const typeUrl = sub.status.typeUrl;
+    const version = snapshot.types.get(typeUrl)?.version ?? "";
+    const nonce = this.nextNonce();
+    let anys;
+    const outstanding: Outstanding = { version, names: updates.map((r) => r.name) };
+    if (typeUrl === EXTENSION_CONFIG) {
+      const rendered = this.ecds.render(updates, opts.fetched);
+      anys = rendered.anys;
+      outstanding.ecds = rendered.sent;
+    } else {
+      anys = updates.map((r) => r.anyFor(this.variant()));
+    }
+    for (const r of updates) sub.known.set(r.name, r.version);
+    for (const n of removed) sub.known.delete(n);
+    sub.outstanding.set(nonce, outstanding);
+    if (sub.outstanding.size > MAX_OUTSTANDING) sub.outstanding.delete(sub.outstanding.keys().next().value!);
+    sub.status.sentVersion = version;
+    sub.status.sentNonce = nonce;
+    this.deps.send({
+      system_version_info: version,
+      type_url: typeUrl,
+      nonce,
+      resources: updates.map((r, i) => ({ name: r.name, version: r.version, resource: anys[i]! })),
+      removed_resources: removed,
+    });
+    return true;
+  }
+}

@@ -1,0 +1,158 @@
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import type { FetchTracker } from "../registry/fetch-tracker.ts";
+import type { SnapshotCache } from "./cache.ts";
+import type { ClientRegistry } from "./client-status.ts";
+import { DeltaSession } from "./delta-session.ts";
+import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse } from "./discovery-types.ts";
+import { protoIncludeDirs } from "./protos.ts";
+import type { ConfigSourceKind } from "./resources.ts";
+import { ProtocolError, type SessionLog } from "./session-common.ts";
+import { SotwSession } from "./sotw-session.ts";
+import { CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, PUSH_ORDER, ROUTE, shortName } from "./type-urls.ts";
+
+export interface XdsServerOptions {
+  cache: SnapshotCache;
+  clients: ClientRegistry;
+  fetches: FetchTracker;
+  log: SessionLog & { error(obj: object, msg: string): void };
+  /** Concurrent streams one HTTP/2 connection may open (Envoy uses one for ADS, a few per-type). */
+  maxStreamsPerConnection?: number;
+}
+
+/** Every discovery service Envoy can be pointed at, with the types each one serves. */
+const SERVICES: readonly { proto: string; service: string; sotw: string; delta: string; fetch?: string; types: readonly string[] }[] = [
+  { proto: "envoy/service/discovery/v3/ads.proto", service: "envoy.service.discovery.v3.AggregatedDiscoveryService", sotw: "StreamAggregatedResources", delta: "DeltaAggregatedResources", types: PUSH_ORDER },
+  { proto: "envoy/service/listener/v3/lds.proto", service: "envoy.service.listener.v3.ListenerDiscoveryService", sotw: "StreamListeners", delta: "DeltaListeners", fetch: "FetchListeners", types: [LISTENER] },
+  { proto: "envoy/service/route/v3/rds.proto", service: "envoy.service.route.v3.RouteDiscoveryService", sotw: "StreamRoutes", delta: "DeltaRoutes", fetch: "FetchRoutes", types: [ROUTE] },
+  { proto: "envoy/service/cluster/v3/cds.proto", service: "envoy.service.cluster.v3.ClusterDiscoveryService", sotw: "StreamClusters", delta: "DeltaClusters", fetch: "FetchClusters", types: [CLUSTER] },
+  { proto: "envoy/service/endpoint/v3/eds.proto", service: "envoy.service.endpoint.v3.EndpointDiscoveryService", sotw: "StreamEndpoints", delta: "DeltaEndpoints", fetch: "FetchEndpoints", types: [ENDPOINT] },
+  { proto: "envoy/service/extension/v3/config_discovery.proto", service: "envoy.service.extension.v3.ExtensionConfigDiscoveryService", sotw: "StreamExtensionConfigs", delta: "DeltaExtensionConfigs", fetch: "FetchExtensionConfigs", types: [EXTENSION_CONFIG] },
+];
+
+function loadServices(): Map<string, grpc.ServiceDefinition> {
+  const definition = protoLoader.loadSync(SERVICES.map((s) => s.proto), {
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: false,
+    oneofs: true,
+    includeDirs: protoIncludeDirs(),
+  });
+  const out = new Map<string, grpc.ServiceDefinition>();
+  for (const s of SERVICES) {
+    const def = definition[s.service];
+    if (!def) throw new Error(`service ${s.service} missing from ${s.proto}`);
+    out.set(s.service, def as unknown as grpc.ServiceDefinition);
+  }
+  return out;
+}
+
+interface Session<Req> {
+  client: { nodeId: string };
+  handleRequest(req: Req): void;
+  handleSnapshot(snapshot: NonNullable<ReturnType<SnapshotCache["get"]>>, changed: readonly string[]): void;
+  close(): void;
+}
+
+/**
+ * One gRPC server with every discovery service bound to the same cache. A service binding is
+ * thin: it creates a session (SotW or Delta) limited to the service's types and feeds it.
+ */
+export function createXdsServer(opts: XdsServerOptions): grpc.Server {
+  const server = new grpc.Server({
+    // Envoy keeps streams open for hours; keepalive finds dead peers behind NAT/docker.
+    "grpc.keepalive_time_ms": 30_000,
+    "grpc.keepalive_timeout_ms": 10_000,
+    // Envoy's bootstrap pings every 30 s (http2 connection_keepalive): allow it.
+    "grpc.http2.min_ping_interval_without_data_ms": 10_000,
+    "grpc.keepalive_permit_without_calls": 1,
+    "grpc.max_receive_message_length": 4 * 1024 * 1024,
+    "grpc.max_concurrent_streams": opts.maxStreamsPerConnection ?? 128,
+  });
+  let nextStreamId = 1;
+  const services = loadServices();
+
+  function bind<Req, Res extends { type_url: string; nonce: string }>(
+    call: grpc.ServerDuplexStream<Req, Res>,
+    make: (streamId: number, peer: string, send: (r: Res) => void, types: readonly string[]) => Session<Req>,
+    types: readonly string[],
+    variant: string,
+  ): void {
+    const streamId = nextStreamId++;
+    let ended = false;
+    const send = (r: Res): void => {
+      if (ended) return;
+      opts.log.info({ stream: streamId, node: session.client.nodeId, variant, type: shortName(r.type_url), nonce: r.nonce }, "xDS push");
+      call.write(r);
+    };
+    const session = make(streamId, call.getPeer(), send, types);
+    const unwatch = opts.cache.watch((snapshot, changed) => session.handleSnapshot(snapshot, changed));
+    const finish = (): void => {
+      if (ended) return;
+      ended = true;
+      unwatch();
+      session.close();
+      opts.log.info({ stream: streamId, node: session.client.nodeId }, "xDS stream closed");
+    };
+    call.on("data", (req: Req) => {
+      if (ended) return;
+      try {
+        session.handleRequest(req);
+      } catch (err) {
+        const protocol = err instanceof ProtocolError;
+        if (protocol) opts.log.warn({ stream: streamId, error: err.message }, "xDS protocol error; closing stream");
+        else opts.log.error({ stream: streamId, err }, "xDS request handling failed");
+        finish();
+        call.emit("error", { code: protocol ? err.grpcCode : grpc.status.INTERNAL, details: protocol ? err.message : String(err) });
+      }
+    });
+    // Half-close: the client is done sending; end our side too.
+    call.on("end", () => {
+      finish();
+      call.end();
+    });
+    call.on("cancelled", finish);
+    call.on("error", finish);
+  }
+
+  const deps = (types: readonly string[], source: ConfigSourceKind) => ({
+    registry: opts.clients,
+    fetches: opts.fetches,
+    log: opts.log,
+    snapshot: () => opts.cache.get(),
+    types,
+    source,
+  });
+
+  for (const s of SERVICES) {
+    const impl: grpc.UntypedServiceImplementation = {
+      [s.sotw]: (call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) =>
+        bind(call, (id, peer, send, types) => new SotwSession(id, peer, { ...deps(types, s.types.length > 1 ? "ads" : "grpc"), send }), s.types, "sotw"),
+      [s.delta]: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) =>
+        bind(call, (id, peer, send, types) => new DeltaSession(id, peer, { ...deps(types, s.types.length > 1 ? "ads" : "delta_grpc"), send }), s.types, "delta"),
+    };
+    if (s.fetch) {
+      impl[s.fetch] = (call: grpc.ServerUnaryCall<DiscoveryRequest, DiscoveryResponse>, callback: grpc.sendUnaryData<DiscoveryResponse>) => {
+        const typeUrl = call.request.type_url || s.types[0]!;
+        const current = opts.cache.get()?.types.get(typeUrl);
+        if (!s.types.includes(typeUrl)) return callback({ code: grpc.status.INVALID_ARGUMENT, details: `type_url ${typeUrl} is not served by ${s.service}` });
+        if (!current) return callback({ code: grpc.status.UNAVAILABLE, details: "no snapshot yet" });
+        const names = call.request.resource_names ?? [];
+        const resources = [...current.resources.values()].filter((r) => names.length === 0 || names.includes(r.name));
+        callback(null, { version_info: current.version, type_url: typeUrl, nonce: "", resources: resources.map((r) => r.anyFor({ nodeId: call.request.node?.id ?? "", nackOnCacheMiss: false, source: "grpc" })) });
+      };
+    }
+    server.addService(services.get(s.service)!, impl);
+  }
+  return server;
+}
+
+export function listenXds(server: grpc.Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+      if (err) reject(new Error(`cannot listen for xDS on ${host}:${port}: ${err.message}`));
+      else resolve(bound);
+    });
+  });
+}
