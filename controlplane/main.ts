@@ -82,7 +82,6 @@ async function main(): Promise<void> {
 
   await moduleServer.listen({ host: config.moduleHost, port: config.modulePort });
   await admin.listen({ host: config.adminHost, port: config.adminPort });
-  await listenXds(ads, config.xdsHost, config.xdsPort);
 
   for (const name of await listFilters(config.filtersDir)) {
     present.add(name);
@@ -105,6 +104,9 @@ async function main(): Promise<void> {
   await scheduler.idle();
   // Publish only now: a reconnecting Envoy must see the full set, never a partial one.
   publisher.start();
+  // Only now accept Envoys: a reconnecting one then meets the full snapshot at once and, holding
+  // the same versions, is sent nothing.
+  await listenXds(ads, config.xdsHost, config.xdsPort);
   ready = true;
   log.info({ xds: `${config.xdsHost}:${config.xdsPort}`, modules: `${config.moduleHost}:${config.modulePort}`, admin: `${config.adminHost}:${config.adminPort}`, filters: registry.list().map((f) => `${f.name}:${f.status}`) }, "control plane ready");
 

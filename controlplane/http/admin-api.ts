@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import { effectiveFilters, type EffectiveFilter } from "../registry/effective.ts";
 import type { FilterRegistry } from "../registry/filter-registry.ts";
 import type { OperatorState } from "../state/operator-state.ts";
-import { describeClient, type ClientRegistry } from "../xds/client-status.ts";
+import { describeClients, type ClientRegistry } from "../xds/client-status.ts";
 
 export interface AdminDeps {
   registry: FilterRegistry;
@@ -52,7 +52,7 @@ export function createAdminApi(deps: AdminDeps, log: Logger) {
     });
   }
 
-  app.get("/api/clients", async () => deps.clients.list().map(describeClient));
+  app.get("/api/clients", async () => describeClients(deps.clients.list()));
 
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url}` }));
   app.setErrorHandler((err: { statusCode?: number; message: string }, req, reply) => {

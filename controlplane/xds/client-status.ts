@@ -65,22 +65,33 @@ export class ClientRegistry {
   }
 }
 
-/** JSON view for the admin API. */
-export function describeClient(c: ClientStatus): Record<string, unknown> {
+function typeView(t: TypeStatus, streamId: number): Record<string, unknown> {
   return {
-    streamId: c.streamId,
-    node: { id: c.nodeId, cluster: c.nodeCluster },
-    peer: c.peer,
-    connectedAt: c.connectedAt,
-    cacheMissResends: c.cacheMissResends ?? 0,
-    types: Object.fromEntries([...c.types.values()].map((t) => [t.typeUrl, {
-      short: shortName(t.typeUrl),
-      resourceNames: t.resourceNames,
-      sentVersion: t.sentVersion ?? null,
-      ackedVersion: t.ackedVersion ?? null,
-      lastNack: t.lastNack ?? null,
-    }])),
+    short: shortName(t.typeUrl),
+    stream: streamId,
+    resourceNames: t.resourceNames,
+    sentVersion: t.sentVersion ?? null,
+    ackedVersion: t.ackedVersion ?? null,
+    lastNack: t.lastNack ?? null,
   };
+}
+
+/**
+ * JSON view for the admin API: one entry per Envoy (node id + cluster), whether it uses one
+ * ADS stream or a stream per type, with every type it subscribes to.
+ */
+export function describeClients(clients: readonly ClientStatus[]): Record<string, unknown>[] {
+  const byNode = new Map<string, ClientStatus[]>();
+  for (const c of clients) {
+    const key = `${c.nodeId}\n${c.nodeCluster}`;
+    byNode.set(key, [...(byNode.get(key) ?? []), c]);
+  }
+  return [...byNode.values()].map((streams) => ({
+    node: { id: streams[0]!.nodeId, cluster: streams[0]!.nodeCluster },
+    streams: streams.map((c) => ({ id: c.streamId, peer: c.peer, connectedAt: c.connectedAt })),
+    cacheMissResends: streams.reduce((n, c) => n + (c.cacheMissResends ?? 0), 0),
+    types: Object.fromEntries(streams.flatMap((c) => [...c.types.values()].map((t) => [t.typeUrl, typeView(t, c.streamId)]))),
+  }));
 }
 
 export function nodeOf(node: EnvoyNode): { id: string; cluster: string } {

@@ -103,12 +103,7 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
       }
     }
     const snapshot = this.deps.snapshot();
-    if (!snapshot) return;
-    const sent = this.respond(sub, snapshot);
-    if (!sent && nonce === "" && sub.known.size > 0 && sub.status.ackedVersion === undefined) {
-      // A reconnecting Envoy that already holds everything current: nothing to send.
-      sub.status.ackedVersion = sub.status.sentVersion = snapshot.types.get(typeUrl)?.version ?? "";
-    }
+    if (snapshot) this.respond(sub, snapshot);
   }
 
   handleSnapshot(snapshot: Snapshot, changed: readonly string[]): void {
@@ -149,7 +144,13 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
   /** Sends what this Envoy lacks; returns whether anything was sent. */
   private respond(sub: DeltaSubscription, snapshot: Snapshot, opts: { force?: ReadonlySet<string>; fetched?: ReadonlySet<string> } = {}): boolean {
     const { updates, removed } = this.diff(sub, snapshot, opts.force);
-    if (updates.length === 0 && removed.length === 0) return false;
+    if (updates.length === 0 && removed.length === 0) {
+      if (sub.outstanding.size === 0 && sub.known.size > 0 && sub.status.ackedVersion === undefined) {
+        // A reconnecting Envoy whose initial_resource_versions are all current: in sync as is.
+        sub.status.ackedVersion = sub.status.sentVersion = snapshot.types.get(sub.status.typeUrl)?.version ?? "";
+      }
+      return false;
+    }
     const typeUrl = sub.status.typeUrl;
     const version = snapshot.types.get(typeUrl)?.version ?? "";
     const nonce = this.nextNonce();

@@ -14,6 +14,8 @@ const WILDCARD_TYPES = new Set([CLUSTER, LISTENER]);
 interface Subscription {
   status: TypeStatus;
   wildcard: boolean;
+  /** The version a reconnecting Envoy said it holds (version_info with no nonce). */
+  envoyHas?: string;
   /** Sorted names of the last response; a request naming a different set gets a response. */
   namesAtLastResponse?: string;
 }
@@ -68,11 +70,8 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     } else if (req.version_info) {
       // A reconnecting Envoy: it already runs what it names, at version_info.
       if (typeUrl === EXTENSION_CONFIG) this.ecds.markWarm(names);
-      if (req.version_info === snapshot?.types.get(typeUrl)?.version) {
-        st.ackedVersion = req.version_info;
-        st.sentVersion = req.version_info;
-        sub.namesAtLastResponse = names.join("\n");
-      }
+      sub.envoyHas = req.version_info;
+      sub.namesAtLastResponse = names.join("\n");
     }
     if (typeUrl === EXTENSION_CONFIG) for (const n of st.resourceNames) if (!names.includes(n)) this.ecds.forget(n);
     st.resourceNames = names;
@@ -135,6 +134,11 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     // A named type with no names is an unsubscription (e.g. the last Wasm filter went away).
     if (!sub.wildcard && st.resourceNames.length === 0) return;
     if (!force && current.version === st.sentVersion) return;
+    if (!force && st.sentVersion === undefined && sub.envoyHas === current.version) {
+      // Reconnected holding exactly the current version: it reloads nothing, we send nothing.
+      st.sentVersion = st.ackedVersion = current.version;
+      return;
+    }
     // Never re-send a version this Envoy rejected; the next different version will go out.
     if (!force && current.version === st.lastNack?.version) return;
     const resources = this.selected(sub, snapshot);

@@ -31,6 +31,12 @@ export interface BootstrapOpts {
   nodeCluster?: string;
   /** ADS flavour (default: the template's, GRPC). */
   apiType?: AdsApiType;
+  /**
+   * Point LDS and CDS at the per-type discovery services (ListenerDiscoveryService,
+   * ClusterDiscoveryService) with `apiType` instead of one ADS stream; the control plane then
+   * names per-type sources for RDS, ECDS and EDS in what it sends.
+   */
+  perTypeServices?: boolean;
 }
 
 const XDS_CLUSTER = "xds_cluster";
@@ -88,6 +94,20 @@ export function renderBootstrap(opts: BootstrapOpts): string {
   if (opts.apiType !== undefined) {
     expectPath(doc, ["dynamic_resources", "ads_config", "api_type"]);
     doc.setIn(["dynamic_resources", "ads_config", "api_type"], opts.apiType);
+  }
+  if (opts.perTypeServices) {
+    const source = {
+      api_config_source: {
+        api_type: opts.apiType ?? "GRPC",
+        transport_api_version: "V3",
+        set_node_on_first_message_only: true,
+        grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }],
+      },
+      resource_api_version: "V3",
+    };
+    doc.deleteIn(["dynamic_resources", "ads_config"]);
+    doc.setIn(["dynamic_resources", "lds_config"], doc.createNode(source));
+    doc.setIn(["dynamic_resources", "cds_config"], doc.createNode(source));
   }
 
   const header =

@@ -1,0 +1,155 @@
+// The control plane's xDS pieces, alone in a process, for bench/xds-fanout.ts:
+//   node --expose-gc --import tsx bench/support/fanout-server.ts [--log silent|info]
+// Real SnapshotCache, ClientRegistry, FetchTracker and ADS gRPC server on 127.0.0.1; synthetic
+// filters (fake sha256s, nobody fetches modules). Driven over IPC (see fanout-protocol.ts).
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import { parseArgs } from "node:util";
+import type * as grpc from "@grpc/grpc-js";
+import pino from "pino";
+import { FetchTracker } from "../../controlplane/registry/fetch-tracker.ts";
+import { SnapshotCache } from "../../controlplane/xds/cache.ts";
+import { ClientRegistry } from "../../controlplane/xds/client-status.ts";
+import { buildResources, type FilterResourceSpec } from "../../controlplane/xds/resources.ts";
+import { encodeSnapshot, type Snapshot } from "../../controlplane/xds/snapshot.ts";
+import { EXTENSION_CONFIG } from "../../controlplane/xds/type-urls.ts";
+import { sharedNow, type ChangeReply, type ConvergedReply, type ReadyMessage, type RssReply, type ServerCommand, type ServerMessage } from "./fanout-protocol.ts";
+
+const { values } = parseArgs({ options: { log: { type: "string", default: "silent" } } });
+
+if (!process.send) {
+  console.error("fanout-server is started by bench/xds-fanout.ts over IPC");
+  process.exit(2);
+}
+const reply = (m: ServerMessage): void => {
+  process.send!(m);
+};
+
+type Log = { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void };
+const noop = (): void => undefined;
+// "info" reproduces production logging cost (one line per push per stream) into /dev/null.
+const log: Log = values.log === "info"
+  ? pino({ level: "info" }, pino.destination({ dest: "/dev/null", sync: false }))
+  : { info: noop, warn: noop, error: noop };
+
+const FILTER_NAMES = ["add-header", "auth-check", "rate-tag"];
+let generation = 0;
+const shaOf = (name: string, gen: number): string => createHash("sha256").update(`${name}#${gen}`).digest("hex");
+const filterSpecs = (): FilterResourceSpec[] => FILTER_NAMES.map((name, i) => ({
+  name,
+  // Only the first filter's module changes between generations.
+  sha256: shaOf(name, i === 0 ? generation : 0),
+  rootId: name,
+  enabled: true,
+  configuration: `{"filter":"${name}"}`,
+}));
+const build = (): Snapshot => encodeSnapshot(buildResources({
+  // The defaults of docker-compose (host names: DNS clusters, so no EDS is involved).
+  listener: { address: "0.0.0.0", port: 10000 },
+  upstream: { host: "echo", port: 8080 },
+  moduleServer: { host: "host.docker.internal", port: 18080 },
+  filters: filterSpecs(),
+}));
+
+interface ServerOptions {
+  cache: SnapshotCache;
+  clients: ClientRegistry;
+  fetches: FetchTracker;
+  log: Log;
+}
+type Create = (opts: ServerOptions) => grpc.Server;
+type Listen = (server: grpc.Server, host: string, port: number) => Promise<number>;
+
+/**
+ * The xDS server factory: createXdsServer/listenXds (xds-server.ts, every discovery service) where
+ * it exists, else createAdsServer/listenAds (ads-server.ts, the original ADS-only server).
+ */
+async function serverFactory(): Promise<{ create: Create; listen: Listen; module: string }> {
+  const dir = new URL("../../controlplane/xds/", import.meta.url);
+  const xds = new URL("xds-server.ts", dir);
+  if (fs.existsSync(xds)) {
+    const m = (await import(xds.href)) as { createXdsServer: Create; listenXds: Listen };
+    return { create: m.createXdsServer, listen: m.listenXds, module: "xds-server.ts" };
+  }
+  const m = (await import(new URL("ads-server.ts", dir).href)) as { createAdsServer: Create; listenAds: Listen };
+  return { create: m.createAdsServer, listen: m.listenAds, module: "ads-server.ts" };
+}
+
+const cache = new SnapshotCache();
+const clients = new ClientRegistry();
+const fetches = new FetchTracker();
+cache.set(build());
+const factory = await serverFactory();
+const server = factory.create({ cache, clients, fetches, log });
+const port = await factory.listen(server, "127.0.0.1", 0);
+
+const gc = (globalThis as { gc?: () => void }).gc;
+const ecdsOf = (s: Snapshot | undefined) => s?.types.get(EXTENSION_CONFIG);
+
+function memory(id: number): RssReply {
+  if (gc) {
+    gc();
+    gc();
+  }
+  const m = process.memoryUsage();
+  return { id, rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, gcAvailable: !!gc, streams: clients.list().length };
+}
+
+function change(id: number): ChangeReply {
+  generation++;
+  const t0 = sharedNow();
+  const snapshot = build();
+  const publishedAt = sharedNow();
+  const changedTypes = cache.set(snapshot);
+  const fanoutMs = sharedNow() - publishedAt;
+  const ecds = ecdsOf(snapshot)!;
+  const filter = FILTER_NAMES[0]!;
+  return { id, publishedAt, encodeMs: publishedAt - t0, fanoutMs, changedTypes, ecdsVersion: ecds.version, filter, resourceVersion: ecds.resources.get(filter)!.version };
+}
+
+function converged(id: number, version: string, expected: number, timeoutMs: number): void {
+  const deadline = sharedNow() + timeoutMs;
+  const check = (): void => {
+    const list = clients.list();
+    let acked = 0;
+    for (const c of list) if (c.types.get(EXTENSION_CONFIG)?.ackedVersion === version) acked++;
+    const at = sharedNow();
+    if (list.length >= expected && acked === list.length) return reply({ id, ok: true, at, streams: list.length, acked } satisfies ConvergedReply);
+    if (at > deadline) return reply({ id, ok: false, at, streams: list.length, acked } satisfies ConvergedReply);
+    setTimeout(check, 2);
+  };
+  check();
+}
+
+process.on("message", (raw) => {
+  const m = raw as ServerCommand;
+  switch (m.cmd) {
+    case "rss":
+      reply(memory(m.id));
+      break;
+    case "change":
+      reply(change(m.id));
+      break;
+    case "converged":
+      converged(m.id, m.version, m.expected, m.timeoutMs);
+      break;
+    case "exit":
+      server.forceShutdown();
+      reply({ id: m.id, ok: true });
+      setTimeout(() => process.exit(0), 50);
+      break;
+  }
+});
+process.on("disconnect", () => process.exit(0));
+
+const initial = ecdsOf(cache.get())!;
+reply({
+  type: "ready",
+  port,
+  pid: process.pid,
+  filters: [...FILTER_NAMES],
+  ecdsVersion: initial.version,
+  resourceVersions: Object.fromEntries([...initial.resources].map(([n, r]) => [n, r.version])),
+  gcAvailable: !!gc,
+  serverModule: factory.module,
+} satisfies ReadyMessage);
