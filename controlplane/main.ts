@@ -76,7 +76,7 @@ async function main(): Promise<void> {
 
   const moduleServer = createModuleServer(registry, fetches, log);
   let ready = false;
-  const admin = createAdminApi({ registry, state, clients, ready: () => ready }, log);
+  const admin = createAdminApi({ registry, state, clients, snapshot: () => cache.get(), ready: () => ready }, log);
   const ads = createXdsServer({ cache, clients, fetches, log: log.child({ component: "xds" }) });
   clients.onNack((client, type, nack) => log.warn({ node: client.nodeId, type: shortName(type.typeUrl), version: nack.version, error: nack.message }, "NACK recorded"));
 

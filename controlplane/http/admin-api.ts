@@ -4,11 +4,15 @@ import { effectiveFilters, type EffectiveFilter } from "../registry/effective.ts
 import type { FilterRegistry } from "../registry/filter-registry.ts";
 import type { OperatorState } from "../state/operator-state.ts";
 import { describeClients, type ClientRegistry } from "../xds/client-status.ts";
+import type { Snapshot } from "../xds/snapshot.ts";
+import { shortName } from "../xds/type-urls.ts";
 
 export interface AdminDeps {
   registry: FilterRegistry;
   state: OperatorState;
   clients: ClientRegistry;
+  /** The snapshot Envoys are served (undefined before the first publish). */
+  snapshot: () => Snapshot | undefined;
   /** True once the first scan and build of the filters dir finished. */
   ready: () => boolean;
 }
@@ -53,6 +57,18 @@ export function createAdminApi(deps: AdminDeps, log: Logger) {
   }
 
   app.get("/api/clients", async () => describeClients(deps.clients.list()));
+
+  // What Envoys are served: per type, the version and each resource's content hash. Two
+  // replicas fed the same filters and state answer identically.
+  app.get("/api/snapshot", async (_req, reply) => {
+    const snapshot = deps.snapshot();
+    if (!snapshot) return reply.code(503).send({ error: "no snapshot yet (initial build running)" });
+    return Object.fromEntries([...snapshot.types].map(([typeUrl, t]) => [typeUrl, {
+      short: shortName(typeUrl),
+      version: t.version,
+      resources: Object.fromEntries([...t.resources.values()].map((r) => [r.name, r.version])),
+    }]));
+  });
 
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url}` }));
   app.setErrorHandler((err: { statusCode?: number; message: string }, req, reply) => {

@@ -14,6 +14,7 @@ const MAX_OUTSTANDING = 16;
 interface Outstanding {
   version: string;
   names: string[];
+  versions: string[];
   ecds?: EcdsSent;
 }
 
@@ -34,6 +35,7 @@ interface DeltaSubscription {
 export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
   private readonly subscriptions = new Map<string, DeltaSubscription>();
   private readonly ecds: EcdsDelivery;
+  private lastEcdsNames: string[] = [];
 
   constructor(streamId: number, peer: string, deps: SessionDeps<DeltaDiscoveryResponse>) {
     super(streamId, peer, deps);
@@ -45,8 +47,10 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
         if (sub && snapshot) this.respond(sub, snapshot, { force: new Set(names), fetched });
       },
       reject: (message) => {
-        const st = this.subscriptions.get(EXTENSION_CONFIG)?.status;
-        if (st) this.recordNack(st, st.sentVersion ?? "", st.sentNonce ?? "", message);
+        const sub = this.subscriptions.get(EXTENSION_CONFIG);
+        if (!sub) return;
+        const sent = [...sub.known].map(([name, version]) => ({ name, version }));
+        this.recordNack(sub.status, sub.status.sentVersion ?? "", sub.status.sentNonce ?? "", message, sent.filter((r) => this.lastEcdsNames.includes(r.name)));
       },
       flushDeferred: () => {
         const sub = this.subscriptions.get(EXTENSION_CONFIG);
@@ -58,6 +62,7 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
 
   handleRequest(req: DeltaDiscoveryRequest): void {
     const typeUrl = this.admit(req.node, req.type_url);
+    this.checkNonce(req.response_nonce);
     const subscribe = req.resource_names_subscribe ?? [];
     const unsubscribe = req.resource_names_unsubscribe ?? [];
     let sub = this.subscriptions.get(typeUrl);
@@ -129,13 +134,13 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
       return;
     }
     // `known` already holds the rejected versions, so they are not re-sent; the next change is.
-    this.recordNack(sub.status, answered.version, nonce, message, answered.names);
+    this.recordNack(sub.status, answered.version, nonce, message, answered.names.map((name, i) => ({ name, version: answered.versions[i]! })));
   }
 
   private diff(sub: DeltaSubscription, snapshot: Snapshot, force: ReadonlySet<string> = new Set()): { updates: EncodedResource[]; removed: string[] } {
     const current = snapshot.types.get(sub.status.typeUrl);
     const all = current ? [...current.resources.values()] : [];
-    const wanted = sub.wildcard ? all : all.filter((r) => sub.names.has(r.name));
+    const wanted = this.pick(sub.status.typeUrl, sub.wildcard ? all : all.filter((r) => sub.names.has(r.name)));
     const updates = wanted.filter((r) => force.has(r.name) || sub.known.get(r.name) !== r.version);
     const removed = [...sub.known.keys()].filter((n) => !current?.resources.has(n) && (sub.wildcard || sub.names.has(n))).sort();
     return { updates, removed };
@@ -155,11 +160,12 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
     const version = snapshot.types.get(typeUrl)?.version ?? "";
     const nonce = this.nextNonce();
     let anys;
-    const outstanding: Outstanding = { version, names: updates.map((r) => r.name) };
+    const outstanding: Outstanding = { version, names: updates.map((r) => r.name), versions: updates.map((r) => r.version) };
     if (typeUrl === EXTENSION_CONFIG) {
       const rendered = this.ecds.render(updates, opts.fetched);
       anys = rendered.anys;
       outstanding.ecds = rendered.sent;
+      this.lastEcdsNames = outstanding.names;
     } else {
       anys = updates.map((r) => r.anyFor(this.variant()));
     }

@@ -2,7 +2,7 @@ import type { FetchTracker } from "../registry/fetch-tracker.ts";
 import type { ClientRegistry, ClientStatus, NackRecord, TypeStatus } from "./client-status.ts";
 import type { EnvoyNode } from "./discovery-types.ts";
 import type { ConfigSourceKind, DeliveryVariant } from "./resources.ts";
-import type { Snapshot } from "./snapshot.ts";
+import type { EncodedResource, Snapshot } from "./snapshot.ts";
 import { shortName } from "./type-urls.ts";
 
 /** A request that breaks the protocol; the server ends the stream with this gRPC status. */
@@ -33,6 +33,19 @@ export interface SessionDeps<Response> {
   source: ConfigSourceKind;
   /** Override of CACHE_MISS_GRACE_MS (tests). */
   cacheMissGraceMs?: number;
+  /** Versions some Envoy rejected, shared by all streams (the cache); none in pure unit tests. */
+  rejections?: RejectionView;
+}
+
+export interface RejectionView {
+  reject(typeUrl: string, name: string, version: string): void;
+  isRejected(typeUrl: string, name: string, version: string): boolean;
+  newestAccepted(typeUrl: string, name: string): EncodedResource | undefined;
+}
+
+export interface ResourceVersion {
+  name: string;
+  version: string;
 }
 
 /** Node bookkeeping and request validation shared by both protocol variants. */
@@ -66,15 +79,46 @@ export abstract class SessionBase<Response> {
     return { nodeId: this.client.nodeId, nackOnCacheMiss, source: this.deps.source };
   }
 
+  /** A nonce this stream never issued is a client bug (a superseded one is merely stale). */
+  protected checkNonce(nonce: string | undefined): void {
+    if (!nonce) return;
+    if (!/^[1-9]\d*$/.test(nonce) || Number(nonce) > this.nonceCounter) {
+      throw new ProtocolError(INVALID_ARGUMENT, `response_nonce ${JSON.stringify(nonce)} was never sent on this stream`);
+    }
+  }
+
   protected nextNonce(): string {
     return String(++this.nonceCounter);
   }
 
-  protected recordNack(st: TypeStatus, version: string, nonce: string, message: string, resources?: string[]): void {
-    const nack: NackRecord = { version, nonce, message, at: new Date().toISOString() };
-    if (resources) nack.resources = resources;
+  /**
+   * A real rejection: recorded for the API, and the rejected resource versions are remembered
+   * so that no other Envoy is handed them (see `pick`).
+   */
+  protected recordNack(st: TypeStatus, version: string, nonce: string, message: string, rejected: readonly ResourceVersion[]): void {
+    const nack: NackRecord = { version, nonce, message, at: new Date().toISOString(), resources: rejected.map((r) => r.name) };
+    for (const r of rejected) this.deps.rejections?.reject(st.typeUrl, r.name, r.version);
     this.deps.registry.recordNack(this.client, st, nack);
     this.deps.log.warn({ node: this.client.nodeId, type: shortName(st.typeUrl), version, error: message }, "Envoy rejected (NACK)");
+  }
+
+  /**
+   * The resources to send: a version some Envoy rejected is replaced by the newest version of
+   * that resource nobody rejected (or left out if there is none), so one bad module reaches no
+   * Envoy that connects after the rejection.
+   */
+  protected pick(typeUrl: string, resources: readonly EncodedResource[]): EncodedResource[] {
+    const rej = this.deps.rejections;
+    if (!rej) return [...resources];
+    const out: EncodedResource[] = [];
+    for (const r of resources) {
+      if (!rej.isRejected(typeUrl, r.name, r.version)) out.push(r);
+      else {
+        const fallback = rej.newestAccepted(typeUrl, r.name);
+        if (fallback) out.push(fallback);
+      }
+    }
+    return out;
   }
 
   close(): void {

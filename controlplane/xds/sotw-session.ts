@@ -18,6 +18,9 @@ interface Subscription {
   envoyHas?: string;
   /** Sorted names of the last response; a request naming a different set gets a response. */
   namesAtLastResponse?: string;
+  /** Resource versions of the last response, and of the last ACKed one (to name NACK suspects). */
+  sentResources: Map<string, string>;
+  ackedResources: Map<string, string>;
 }
 
 /**
@@ -34,8 +37,8 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     this.ecds = new EcdsDelivery((nack) => this.variant(nack), deps.fetches, {
       resend: (_names, fetched) => this.resendEcds(fetched),
       reject: (message) => {
-        const st = this.subscriptions.get(EXTENSION_CONFIG)?.status;
-        if (st) this.recordNack(st, st.sentVersion ?? "", st.sentNonce ?? "", message);
+        const sub = this.subscriptions.get(EXTENSION_CONFIG);
+        if (sub) this.rejectLastResponse(sub, message);
       },
       flushDeferred: () => {
         const sub = this.subscriptions.get(EXTENSION_CONFIG);
@@ -47,13 +50,14 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
 
   handleRequest(req: DiscoveryRequest): void {
     const typeUrl = this.admit(req.node, req.type_url);
+    this.checkNonce(req.response_nonce);
     const names = [...(req.resource_names ?? [])].sort();
     const nonce = req.response_nonce ?? "";
     const snapshot = this.deps.snapshot();
     let sub = this.subscriptions.get(typeUrl);
     if (!sub) {
       const status: TypeStatus = { typeUrl, resourceNames: names };
-      sub = { status, wildcard: false };
+      sub = { status, wildcard: false, sentResources: new Map(), ackedResources: new Map() };
       this.subscriptions.set(typeUrl, sub);
       this.client.types.set(typeUrl, status);
     }
@@ -62,9 +66,10 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     if (nonce !== "" && nonce !== st.sentNonce) return;
 
     if (nonce !== "") {
-      if (req.error_detail) this.onNack(st, req.error_detail.message ?? "");
+      if (req.error_detail) this.onNack(sub, req.error_detail.message ?? "");
       else {
         st.ackedVersion = req.version_info ?? "";
+        sub.ackedResources = new Map(sub.sentResources);
         if (typeUrl === EXTENSION_CONFIG) this.ecds.markWarm(st.resourceNames);
       }
     } else if (req.version_info) {
@@ -103,13 +108,20 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     return this.ecds.resends;
   }
 
-  private onNack(st: TypeStatus, message: string): void {
+  private onNack(sub: Subscription, message: string): void {
+    const st = sub.status;
     const e = this.ecdsSent;
     if (st.typeUrl === EXTENSION_CONFIG && e && e.nonce === st.sentNonce && this.ecds.onNack(e.sent, message)) {
       this.deps.log.info({ node: this.client.nodeId, version: st.sentVersion, shas: e.sent.updateShas, envoy: message }, "ECDS NACK on a new module; re-sending once Envoy has fetched it");
       return;
     }
-    this.recordNack(st, st.sentVersion ?? "", st.sentNonce ?? "", message);
+    this.rejectLastResponse(sub, message);
+  }
+
+  /** SotW NACKs a whole response; the suspects are the resources it changed for this Envoy. */
+  private rejectLastResponse(sub: Subscription, message: string): void {
+    const suspects = [...sub.sentResources].filter(([name, version]) => sub.ackedResources.get(name) !== version).map(([name, version]) => ({ name, version }));
+    this.recordNack(sub.status, sub.status.sentVersion ?? "", sub.status.sentNonce ?? "", message, suspects);
   }
 
   private resendEcds(fetched: ReadonlySet<string>): void {
@@ -141,9 +153,14 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     }
     // Never re-send a version this Envoy rejected; the next different version will go out.
     if (!force && current.version === st.lastNack?.version) return;
-    const resources = this.selected(sub, snapshot);
+    const resources = this.pick(st.typeUrl, this.selected(sub, snapshot));
+    const substituted = resources.some((r) => current.resources.get(r.name) !== r) || resources.length !== this.selected(sub, snapshot).length;
+    // A response with a fallback for a rejected resource is not the snapshot's version.
+    const version = substituted ? `${current.version}-${resources.map((r) => r.version.slice(0, 4)).join("")}` : current.version;
+    if (!force && version === st.sentVersion) return;
     const nonce = this.nextNonce();
-    st.sentVersion = current.version;
+    sub.sentResources = new Map(resources.map((r) => [r.name, r.version]));
+    st.sentVersion = version;
     st.sentNonce = nonce;
     sub.namesAtLastResponse = st.resourceNames.join("\n");
     let anys;
@@ -154,6 +171,6 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     } else {
       anys = resources.map((r) => r.anyFor(this.variant()));
     }
-    this.deps.send({ version_info: current.version, type_url: st.typeUrl, nonce, resources: anys });
+    this.deps.send({ version_info: version, type_url: st.typeUrl, nonce, resources: anys });
   }
 }

@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import type { FetchTracker } from "../registry/fetch-tracker.ts";
-import type { SnapshotCache } from "./cache.ts";
+import { groupOf, type SnapshotCache } from "./cache.ts";
 import type { ClientRegistry } from "./client-status.ts";
 import { DeltaSession } from "./delta-session.ts";
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse } from "./discovery-types.ts";
@@ -49,7 +49,7 @@ function loadServices(): Map<string, grpc.ServiceDefinition> {
 }
 
 interface Session<Req> {
-  client: { nodeId: string };
+  client: { nodeId: string; nodeCluster: string };
   handleRequest(req: Req): void;
   handleSnapshot(snapshot: NonNullable<ReturnType<SnapshotCache["get"]>>, changed: readonly string[]): void;
   close(): void;
@@ -87,7 +87,10 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
       call.write(r);
     };
     const session = make(streamId, call.getPeer(), send, types);
-    const unwatch = opts.cache.watch((snapshot, changed) => session.handleSnapshot(snapshot, changed));
+    // Node-aware: a change reaches a stream only if it concerns that Envoy's group.
+    const unwatch = opts.cache.watch((snapshot, changed, group) => {
+      if (opts.cache.concerns(group, groupOf({ cluster: session.client.nodeCluster }))) session.handleSnapshot(snapshot, changed);
+    });
     const finish = (): void => {
       if (ended) return;
       ended = true;
@@ -116,11 +119,12 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
     call.on("error", finish);
   }
 
-  const deps = (types: readonly string[], source: ConfigSourceKind) => ({
+  const deps = (types: readonly string[], source: ConfigSourceKind, group: () => string) => ({
     registry: opts.clients,
     fetches: opts.fetches,
     log: opts.log,
-    snapshot: () => opts.cache.get(),
+    rejections: opts.cache,
+    snapshot: () => opts.cache.get(group()),
     types,
     source,
   });
@@ -128,14 +132,20 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
   for (const s of SERVICES) {
     const impl: grpc.UntypedServiceImplementation = {
       [s.sotw]: (call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) =>
-        bind(call, (id, peer, send, types) => new SotwSession(id, peer, { ...deps(types, s.types.length > 1 ? "ads" : "grpc"), send }), s.types, "sotw"),
+        bind(call, (id, peer, send, types) => {
+          const session: SotwSession = new SotwSession(id, peer, { ...deps(types, s.types.length > 1 ? "ads" : "grpc", () => groupOf({ cluster: session.client.nodeCluster })), send });
+          return session;
+        }, s.types, "sotw"),
       [s.delta]: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) =>
-        bind(call, (id, peer, send, types) => new DeltaSession(id, peer, { ...deps(types, s.types.length > 1 ? "ads" : "delta_grpc"), send }), s.types, "delta"),
+        bind(call, (id, peer, send, types) => {
+          const session: DeltaSession = new DeltaSession(id, peer, { ...deps(types, s.types.length > 1 ? "ads" : "delta_grpc", () => groupOf({ cluster: session.client.nodeCluster })), send });
+          return session;
+        }, s.types, "delta"),
     };
     if (s.fetch) {
       impl[s.fetch] = (call: grpc.ServerUnaryCall<DiscoveryRequest, DiscoveryResponse>, callback: grpc.sendUnaryData<DiscoveryResponse>) => {
         const typeUrl = call.request.type_url || s.types[0]!;
-        const current = opts.cache.get()?.types.get(typeUrl);
+        const current = opts.cache.get(groupOf(call.request.node ?? {}))?.types.get(typeUrl);
         if (!s.types.includes(typeUrl)) return callback({ code: grpc.status.INVALID_ARGUMENT, details: `type_url ${typeUrl} is not served by ${s.service}` });
         if (!current) return callback({ code: grpc.status.UNAVAILABLE, details: "no snapshot yet" });
         const names = call.request.resource_names ?? [];

@@ -96,9 +96,18 @@ describe("SotwSession", () => {
     assert.equal(h.status(LISTENER).lastNack?.version, lds!.version_info);
     assert.equal(h.status(LISTENER).ackedVersion, undefined);
     assert.equal(h.registry.nackCount, 1);
-    // A stale nonce is ignored entirely.
-    assert.deepEqual(h.request({ type_url: LISTENER, response_nonce: "999", error_detail: { message: "old" } }), []);
+    // A nonce never issued on this stream is a protocol error.
+    assert.throws(() => h.request({ type_url: LISTENER, response_nonce: "999", error_detail: { message: "bogus" } }), (e: unknown) => e instanceof ProtocolError && /never sent/.test(e.message));
     assert.equal(h.registry.nackCount, 1);
+  });
+
+  it("ignores a stale (superseded) nonce", () => {
+    const h = harness(snapshotOf([filter("a")]));
+    const [first] = h.request({ node: NODE, type_url: ROUTE, resource_names: ["local_route"] });
+    const [second] = h.setSnapshot(snapshotOf([filter("a", false)]));
+    assert.ok(second, "the change was pushed");
+    assert.deepEqual(h.request({ type_url: ROUTE, resource_names: ["local_route"], response_nonce: first!.nonce, error_detail: { message: "late NACK of the old one" } }), []);
+    assert.equal(h.registry.nackCount, 0, "an answer to a superseded response changes nothing");
   });
 
   it("sends nothing to a reconnecting Envoy that already holds the current version", () => {
