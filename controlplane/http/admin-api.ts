@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { effectiveFilters, type EffectiveFilter } from "../registry/effective.ts";
 import type { FilterRegistry } from "../registry/filter-registry.ts";
 import type { OperatorState } from "../state/operator-state.ts";
+import { renderMetrics } from "./metrics.ts";
 import { describeClients, type ClientRegistry } from "../xds/client-status.ts";
 import type { Snapshot } from "../xds/snapshot.ts";
 import { shortName } from "../xds/type-urls.ts";
@@ -55,6 +56,8 @@ export function createAdminApi(deps: AdminDeps, log: Logger) {
       return updated ? view(updated) : reply.code(404).send({ error: `filter ${name} went away` });
     });
   }
+
+  app.get("/metrics", async (_req, reply) => reply.type("text/plain; version=0.0.4").send(renderMetrics(deps.registry, deps.clients)));
 
   app.get("/api/clients", async () => describeClients(deps.clients.list()));
 

@@ -40,6 +40,10 @@ export class ClientRegistry {
   private readonly clients = new Map<number, ClientStatus>();
   private readonly nackListeners = new Set<NackListener>();
   nackCount = 0;
+  /** NACKs per type URL since start (the metric). */
+  readonly nacksByType = new Map<string, number>();
+  /** ECDS configs re-sent after a code-cache miss, since start. */
+  cacheMissResends = 0;
 
   add(client: ClientStatus): void {
     this.clients.set(client.streamId, client);
@@ -61,6 +65,7 @@ export class ClientRegistry {
   recordNack(client: ClientStatus, type: TypeStatus, nack: NackRecord): void {
     type.lastNack = nack;
     this.nackCount++;
+    this.nacksByType.set(type.typeUrl, (this.nacksByType.get(type.typeUrl) ?? 0) + 1);
     for (const listener of this.nackListeners) listener(client, type, nack);
   }
 }

@@ -42,6 +42,7 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
     this.ecds = new EcdsDelivery((nack) => this.variant(nack), deps.fetches, {
       resend: (names, fetched) => {
         this.client.cacheMissResends = this.ecds.resends;
+    this.deps.registry.cacheMissResends++;
         const sub = this.subscriptions.get(EXTENSION_CONFIG);
         const snapshot = this.deps.snapshot();
         if (sub && snapshot) this.respond(sub, snapshot, { force: new Set(names), fetched });

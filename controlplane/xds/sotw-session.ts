@@ -128,6 +128,7 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     const sub = this.subscriptions.get(EXTENSION_CONFIG);
     const snapshot = this.deps.snapshot();
     this.client.cacheMissResends = this.ecds.resends;
+    this.deps.registry.cacheMissResends++;
     if (sub && snapshot) this.respond(sub, snapshot, true, fetched);
   }
 

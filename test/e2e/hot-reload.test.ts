@@ -151,6 +151,9 @@ for (const mode of MODES) describe(`hot reload through a real Envoy (${mode.labe
       await load;
       for (const a of agents) a.destroy();
     }
+    const metrics = (await cp.api("/metrics")).body;
+    assert.match(metrics, /^wasmxds_xds_cache_miss_resends_total [1-9]\d*$/m, "the edit went through Envoy's cache-miss path and the re-send");
+    assert.match(metrics, /^wasmxds_xds_nacks_total\{type="ECDS"\} 0$/m, "a cache miss is not counted as a rejection");
     assert.deepEqual(errors, [], "no request failed at the connection level");
     assert.deepEqual([...statuses.keys()], [200], `status counts: ${JSON.stringify([...statuses])}`);
     assert.ok(total > 500, `load actually ran (${total} requests)`);

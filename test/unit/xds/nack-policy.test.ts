@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { renderMetrics } from "../../../controlplane/http/metrics.ts";
 import { FetchTracker } from "../../../controlplane/registry/fetch-tracker.ts";
+import { FilterRegistry } from "../../../controlplane/registry/filter-registry.ts";
 import { DEFAULT_GROUP, SnapshotCache } from "../../../controlplane/xds/cache.ts";
 import { ClientRegistry } from "../../../controlplane/xds/client-status.ts";
 import { DeltaSession } from "../../../controlplane/xds/delta-session.ts";
@@ -50,6 +52,7 @@ describe("NACK policy and node groups", () => {
     a.session.handleRequest({ type_url: LISTENER, version_info: first!.version_info, response_nonce: bad.nonce, error_detail: { message: "cannot bind" } });
     assert.equal(registry.nackCount, 1);
     assert.deepEqual(registry.list()[0]!.types.get(LISTENER)!.lastNack?.resources, ["wasm_listener"]);
+    assert.match(renderMetrics(new FilterRegistry(), registry), /^wasmxds_xds_nacks_total\{type="LDS"\} 1$/m, "the NACK metric counts it");
 
     const b = sotw(cache, registry, 2);
     b.session.handleRequest({ node: b.node, type_url: LISTENER });
