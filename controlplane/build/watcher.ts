@@ -25,6 +25,10 @@ export interface FilterWatcher {
 
 const ENTRY = "index.ts";
 const DEFAULT_DEBOUNCE_MS = 75;
+// chokidar drops a change event that follows another for the same file within 50 ms, with
+// no trailing event. Settling later than that after the last reported event guarantees the
+// build reads the final content, so shorter debounces are raised to this.
+const MIN_DEBOUNCE_MS = 60;
 // A filter being written to continuously still gets built this often.
 const MAX_WAIT_FACTOR = 10;
 
@@ -46,7 +50,7 @@ export function watchFilters(
   opts: { debounceMs?: number } = {},
 ): FilterWatcher {
   const root = path.resolve(dir);
-  const debounceMs = opts.debounceMs ?? DEFAULT_DEBOUNCE_MS;
+  const debounceMs = Math.max(MIN_DEBOUNCE_MS, opts.debounceMs ?? DEFAULT_DEBOUNCE_MS);
   const maxWaitMs = debounceMs * MAX_WAIT_FACTOR;
   const known = new Set<string>();
   // Key: filter name, or ALL for a change in a shared library folder.

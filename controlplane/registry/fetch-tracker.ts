@@ -12,7 +12,8 @@ interface FetchRecord {
  */
 export class FetchTracker {
   private readonly records = new Map<string, FetchRecord>();
-  private readonly listeners = new Set<FetchListener>();
+  /** Listeners by node id: a download wakes only that Envoy's streams, not the whole fleet. */
+  private readonly listeners = new Map<string, Set<FetchListener>>();
 
   private key(nodeId: string, sha256: string): string {
     return `${nodeId}\n${sha256}`;
@@ -31,7 +32,7 @@ export class FetchTracker {
     if (!r) return;
     r.inFlight = Math.max(0, r.inFlight - 1);
     if (finished) r.lastCompletedAt = Date.now();
-    for (const listener of this.listeners) listener(nodeId, sha256);
+    for (const listener of this.listeners.get(nodeId) ?? []) listener(nodeId, sha256);
   }
 
   /** "in-flight" while a fetch runs; "done" if one finished at or after `since`; else "none". */
@@ -42,8 +43,14 @@ export class FetchTracker {
     return r.lastCompletedAt !== undefined && r.lastCompletedAt >= since ? "done" : "none";
   }
 
-  onCompleted(listener: FetchListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+  /** Calls `listener` when a download by `nodeId` ends. */
+  onCompleted(nodeId: string, listener: FetchListener): () => void {
+    const set = this.listeners.get(nodeId) ?? new Set();
+    set.add(listener);
+    this.listeners.set(nodeId, set);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0 && this.listeners.get(nodeId) === set) this.listeners.delete(nodeId);
+    };
   }
 }

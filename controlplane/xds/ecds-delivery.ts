@@ -55,7 +55,7 @@ export class EcdsDelivery {
   private readonly sentVariants = new Map<string, { sha256: string | undefined; nack: boolean }>();
   private pending: Pending | undefined;
   private deferred = false;
-  private readonly stopWatching: () => void;
+  private stopWatching: (() => void) | undefined;
   resends = 0;
 
   constructor(
@@ -63,13 +63,7 @@ export class EcdsDelivery {
     private readonly fetches: FetchTracker,
     private readonly callbacks: EcdsCallbacks,
     private readonly graceMs = CACHE_MISS_GRACE_MS,
-  ) {
-    this.stopWatching = fetches.onCompleted((node) => {
-      if (node !== this.variant(false).nodeId) return;
-      const settle = setTimeout(() => this.afterFetchSettled(), RESEND_AFTER_FETCH_MS);
-      settle.unref?.();
-    });
-  }
+  ) {}
 
   markWarm(names: Iterable<string>): void {
     for (const n of names) this.warm.add(n);
@@ -87,6 +81,7 @@ export class EcdsDelivery {
 
   /** Renders resources for this Envoy and returns what a NACK of them will be judged by. */
   render(resources: readonly EncodedResource[], fetched: ReadonlySet<string> = new Set()): { anys: AnyMessage[]; sent: EcdsSent } {
+    this.watchFetches();
     const updateShas = new Set<string>();
     const anys = resources.map((r) => {
       const prior = this.sentVariants.get(r.name);
@@ -136,7 +131,16 @@ export class EcdsDelivery {
 
   close(): void {
     this.cancel();
-    this.stopWatching();
+    this.stopWatching?.();
+  }
+
+  /** Subscribes to this Envoy's module downloads once its node id is known. */
+  private watchFetches(): void {
+    if (this.stopWatching) return;
+    this.stopWatching = this.fetches.onCompleted(this.variant(false).nodeId, () => {
+      const settle = setTimeout(() => this.afterFetchSettled(), RESEND_AFTER_FETCH_MS);
+      settle.unref?.();
+    });
   }
 
   private afterFetchSettled(): void {

@@ -34,7 +34,7 @@ export class SnapshotPublisher {
   private publish(): void {
     if (!this.started) return;
     const filters = effectiveFilters(this.registry, this.state);
-    const snapshot = encodeSnapshot(buildResources(resourceInputs(this.net, filters)));
+    const snapshot = encodeSnapshot(buildResources(resourceInputs(this.net, filters)), this.cache.get());
     const changed = this.cache.set(snapshot);
     if (changed.length > 0) this.onPublished(changed);
   }

@@ -27,7 +27,12 @@ function shortHash(data: Uint8Array | string): string {
   return createHash("sha256").update(data).digest("hex").slice(0, 16);
 }
 
-export function encodeSnapshot(set: ResourceSet): Snapshot {
+/**
+ * Encodes a resource set. Given the previous snapshot, a resource whose canonical bytes did not
+ * change keeps its previous EncodedResource, per-Envoy variants included: a change to one filter
+ * re-encodes that filter only, not every filter for every Envoy.
+ */
+export function encodeSnapshot(set: ResourceSet, previous?: Snapshot): Snapshot {
   const types = new Map<string, TypeSnapshot>();
   for (const [typeUrl, resources] of set) {
     const encoded = new Map<string, EncodedResource>();
@@ -39,6 +44,11 @@ export function encodeSnapshot(set: ResourceSet): Snapshot {
         continue;
       }
       const canonical = toAny(typeUrl, resource.canonical);
+      const prior = previous?.types.get(typeUrl)?.resources.get(name);
+      if (prior && prior.version === shortHash(canonical.value)) {
+        encoded.set(name, prior);
+        continue;
+      }
       const memo = new Map<string, AnyMessage>();
       const entry: EncodedResource = {
         name,
@@ -47,7 +57,7 @@ export function encodeSnapshot(set: ResourceSet): Snapshot {
           if (!variant) return canonical;
           const key = resource.key(variant);
           let any = memo.get(key);
-          if (!any) memo.set(key, (any = toAny(typeUrl, resource.render(variant))));
+          if (!any) memo.set(key, (any = toAny(typeUrl, resource.render(variant), { strict: false })));
           return any;
         },
       };
