@@ -5,6 +5,8 @@
  *   - admin address          -> 127.0.0.1:adminPort
  *   - node.id / node.cluster -> when given
  *   - ads_config.api_type    -> when given (GRPC | DELTA_GRPC)
+ *   - xds_cluster failover   -> when xdsFailoverPorts is given: one more endpoint per port, each
+ *                               at the next priority, and a TCP health check (see the option)
  * The YAML document model keeps the template's comments in the rendered file.
  */
 import fs from "node:fs";
@@ -37,6 +39,13 @@ export interface BootstrapOpts {
    * names per-type sources for RDS, ECDS and EDS in what it sends.
    */
   perTypeServices?: boolean;
+  /**
+   * Further control plane replicas on xdsHost, in order of preference. Each becomes an
+   * xds_cluster endpoint at the next priority (xdsPort is priority 0), and the cluster gets a
+   * fast TCP health check, so all xDS traffic goes to the first live replica and Envoy fails
+   * over to the next one when it dies. Absent or empty: the single endpoint, no health check.
+   */
+  xdsFailoverPorts?: number[];
 }
 
 const XDS_CLUSTER = "xds_cluster";
@@ -84,6 +93,30 @@ export function renderBootstrap(opts: BootstrapOpts): string {
   doc.setIn([...socketAddress, "port_value"], opts.xdsPort);
   // STRICT_DNS on an IP literal works too, but STATIC says what it is and needs no resolver.
   if (net.isIP(xdsHost) !== 0) doc.setIn([...cluster, "type"], "STATIC");
+  const failover = opts.xdsFailoverPorts ?? [];
+  if (failover.length > 0) {
+    for (const port of failover) checkPort("xdsFailoverPorts[]", port, false);
+    const endpoints = [...cluster, "load_assignment", "endpoints"];
+    // Priority 0 is the template's endpoint (just set to xdsHost:xdsPort); one priority per replica.
+    doc.setIn([...endpoints, 0, "priority"], 0);
+    failover.forEach((port, i) => {
+      doc.addIn(endpoints, doc.createNode({
+        priority: i + 1,
+        lb_endpoints: [{ endpoint: { address: { socket_address: { address: xdsHost, port_value: port } } } }],
+      }));
+    });
+    // Priorities only fail over on health: a connect-only TCP check marks a dead replica
+    // unhealthy within one interval (no_traffic_interval too: before the first stream, the
+    // cluster has seen no traffic and would otherwise be checked once a minute).
+    doc.setIn([...cluster, "health_checks"], doc.createNode([{
+      timeout: "1s",
+      interval: "0.2s",
+      no_traffic_interval: "0.2s",
+      unhealthy_threshold: 1,
+      healthy_threshold: 1,
+      tcp_health_check: {},
+    }]));
+  }
 
   expectPath(doc, ["admin", "address", "socket_address", "address"]);
   doc.setIn(["admin", "address", "socket_address", "address"], "127.0.0.1");

@@ -21,6 +21,11 @@ export interface ControlPlaneOptions {
   workDir: string;
   /** Distinguishes log files of several runs in one workDir. */
   name?: string;
+  /**
+   * CP_MODULE_ADDRESS, host:port at which Envoy fetches modules (default: this process's own
+   * module server, 127.0.0.1:<ports.modules>). Replicas share one, as behind a load balancer.
+   */
+  moduleAddress?: string;
 }
 
 export interface FilterView {
@@ -76,7 +81,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     CP_LISTENER_ADDRESS: "127.0.0.1",
     CP_LISTENER_PORT: String(opts.ports.listener),
     CP_UPSTREAM: `127.0.0.1:${opts.upstreamPort}`,
-    CP_MODULE_ADDRESS: `127.0.0.1:${opts.ports.modules}`,
+    CP_MODULE_ADDRESS: opts.moduleAddress ?? `127.0.0.1:${opts.ports.modules}`,
     CP_FILTERS_DIR: opts.filtersDir,
     CP_STATE_FILE: opts.stateFile,
   };
