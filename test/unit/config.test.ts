@@ -1,0 +1,209 @@
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { ConfigError, loadConfig, usage, type Config } from "../../controlplane/config.ts";
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+const ALL_VARIABLES = [
+  "CP_XDS_PORT",
+  "CP_XDS_HOST",
+  "CP_MODULE_PORT",
+  "CP_MODULE_HOST",
+  "CP_ADMIN_PORT",
+  "CP_ADMIN_HOST",
+  "CP_LISTENER_PORT",
+  "CP_LISTENER_ADDRESS",
+  "CP_UPSTREAM",
+  "CP_MODULE_ADDRESS",
+  "CP_FILTERS_DIR",
+  "CP_STATE_FILE",
+  "CP_LOG_LEVEL",
+];
+
+function config(argv: string[] = [], env: NodeJS.ProcessEnv = {}): Config {
+  const c = loadConfig(argv, env);
+  assert.notEqual(c, "help");
+  return c as Config;
+}
+
+/** Asserts loadConfig throws a one-line ConfigError matching `pattern`; returns the message. */
+function configError(argv: string[], env: NodeJS.ProcessEnv, pattern: RegExp): string {
+  let message = "";
+  assert.throws(() => loadConfig(argv, env), (err: unknown) => {
+    assert.ok(err instanceof ConfigError, `a ConfigError, got ${String(err)}`);
+    message = err.message;
+    return true;
+  });
+  assert.match(message, pattern);
+  assert.ok(!message.includes("\n"), `one line: ${JSON.stringify(message)}`);
+  return message;
+}
+
+describe("loadConfig", () => {
+  test("defaults", () => {
+    const c = config();
+    assert.deepEqual(c, {
+      xdsHost: "0.0.0.0",
+      xdsPort: 18000,
+      moduleHost: "0.0.0.0",
+      modulePort: 18080,
+      adminHost: "127.0.0.1",
+      adminPort: 19000,
+      listenerAddress: "0.0.0.0",
+      listenerPort: 10000,
+      upstream: { host: "echo", port: 8080 },
+      moduleAddress: { host: "host.docker.internal", port: 18080 },
+      filtersDir: path.resolve("./filters"),
+      stateFile: path.resolve("./.state/state.json"),
+      logLevel: "info",
+    });
+  });
+
+  test("the module address's default port follows CP_MODULE_PORT (env or flag)", () => {
+    assert.deepEqual(config([], { CP_MODULE_PORT: "28080" }).moduleAddress, { host: "host.docker.internal", port: 28080 });
+    assert.deepEqual(config(["--module-port", "38080"], { CP_MODULE_PORT: "28080" }).moduleAddress, { host: "host.docker.internal", port: 38080 });
+    // An explicit address is not overridden by the port.
+    assert.deepEqual(config([], { CP_MODULE_PORT: "28080", CP_MODULE_ADDRESS: "10.0.0.1:9999" }).moduleAddress, { host: "10.0.0.1", port: 9999 });
+  });
+
+  test("environment variables override the defaults", () => {
+    const c = config([], {
+      CP_XDS_PORT: "1",
+      CP_XDS_HOST: "127.0.0.1",
+      CP_MODULE_PORT: "2",
+      CP_MODULE_HOST: "::1",
+      CP_ADMIN_PORT: "3",
+      CP_ADMIN_HOST: "0.0.0.0",
+      CP_LISTENER_PORT: "65535",
+      CP_LISTENER_ADDRESS: "::",
+      CP_UPSTREAM: "[::1]:8081",
+      CP_MODULE_ADDRESS: "cp.example.com:4",
+      CP_FILTERS_DIR: "/tmp/filters",
+      CP_STATE_FILE: "relative/state.json",
+      CP_LOG_LEVEL: "debug",
+    });
+    assert.deepEqual(c, {
+      xdsHost: "127.0.0.1",
+      xdsPort: 1,
+      moduleHost: "::1",
+      modulePort: 2,
+      adminHost: "0.0.0.0",
+      adminPort: 3,
+      listenerAddress: "::",
+      listenerPort: 65535,
+      upstream: { host: "::1", port: 8081 },
+      moduleAddress: { host: "cp.example.com", port: 4 },
+      filtersDir: "/tmp/filters",
+      stateFile: path.resolve("relative/state.json"),
+      logLevel: "debug",
+    });
+  });
+
+  test("an empty environment variable means unset", () => {
+    assert.equal(config([], { CP_XDS_PORT: "" }).xdsPort, 18000);
+  });
+
+  test("flags win over environment variables", () => {
+    const env = { CP_XDS_PORT: "1111", CP_UPSTREAM: "env:1", CP_LOG_LEVEL: "warn", CP_ADMIN_HOST: "10.0.0.1" };
+    const c = config(["--xds-port", "2222", "--upstream=flag:2", "--log-level", "error"], env);
+    assert.equal(c.xdsPort, 2222);
+    assert.deepEqual(c.upstream, { host: "flag", port: 2 });
+    assert.equal(c.logLevel, "error");
+    assert.equal(c.adminHost, "10.0.0.1", "no flag: the environment still applies");
+  });
+
+  test("every setting has a flag", () => {
+    const c = config([
+      "--xds-port", "1", "--xds-host", "h1", "--module-port", "2", "--module-host", "h2",
+      "--admin-port", "3", "--admin-host", "h3", "--listener-port", "4", "--listener-address", "10.1.2.3",
+      "--upstream", "up:5", "--module-address", "mod:6", "--filters-dir", "/f", "--state-file", "/s.json",
+      "--log-level", "trace",
+    ]);
+    assert.deepEqual(c, {
+      xdsPort: 1, xdsHost: "h1", modulePort: 2, moduleHost: "h2", adminPort: 3, adminHost: "h3",
+      listenerPort: 4, listenerAddress: "10.1.2.3", upstream: { host: "up", port: 5 },
+      moduleAddress: { host: "mod", port: 6 }, filtersDir: "/f", stateFile: "/s.json", logLevel: "trace",
+    });
+  });
+
+  test("--help and -h return \"help\", even with other flags", () => {
+    assert.equal(loadConfig(["--help"], {}), "help");
+    assert.equal(loadConfig(["-h"], {}), "help");
+    assert.equal(loadConfig(["--xds-port", "1", "--help"], { CP_XDS_PORT: "abc" }), "help");
+  });
+
+  test("bad values throw a one-line ConfigError naming the variable", () => {
+    const cases: [NodeJS.ProcessEnv, string][] = [
+      [{ CP_XDS_PORT: "abc" }, "CP_XDS_PORT"],
+      [{ CP_XDS_PORT: "70000" }, "CP_XDS_PORT"],
+      [{ CP_XDS_PORT: "0" }, "CP_XDS_PORT"],
+      [{ CP_XDS_PORT: "-1" }, "CP_XDS_PORT"],
+      [{ CP_XDS_PORT: "80.5" }, "CP_XDS_PORT"],
+      [{ CP_XDS_PORT: " 80" }, "CP_XDS_PORT"],
+      [{ CP_MODULE_PORT: "abc" }, "CP_MODULE_PORT"],
+      [{ CP_ADMIN_PORT: "65536" }, "CP_ADMIN_PORT"],
+      [{ CP_LISTENER_PORT: "1e3" }, "CP_LISTENER_PORT"],
+      [{ CP_UPSTREAM: "nocolon" }, "CP_UPSTREAM"],
+      [{ CP_UPSTREAM: "host:" }, "CP_UPSTREAM"],
+      [{ CP_UPSTREAM: ":80" }, "CP_UPSTREAM"],
+      [{ CP_UPSTREAM: "host:99999" }, "CP_UPSTREAM"],
+      [{ CP_UPSTREAM: "bad_host!:80" }, "CP_UPSTREAM"],
+      [{ CP_MODULE_ADDRESS: "::1:80" }, "CP_MODULE_ADDRESS"],
+      [{ CP_LISTENER_ADDRESS: "not-an-ip" }, "CP_LISTENER_ADDRESS"],
+      [{ CP_LISTENER_ADDRESS: "localhost" }, "CP_LISTENER_ADDRESS"],
+      [{ CP_LISTENER_ADDRESS: "256.0.0.1" }, "CP_LISTENER_ADDRESS"],
+      [{ CP_ADMIN_HOST: "under_score" }, "CP_ADMIN_HOST"],
+      [{ CP_XDS_HOST: "-leading" }, "CP_XDS_HOST"],
+      [{ CP_LOG_LEVEL: "verbose" }, "CP_LOG_LEVEL"],
+    ];
+    for (const [env, variable] of cases) {
+      const value = Object.values(env)[0]!;
+      const message = configError([], env, new RegExp(`^${variable}=`));
+      assert.ok(message.includes(JSON.stringify(value)), `${message} shows the value`);
+    }
+  });
+
+  test("a bad flag value names the variable too", () => {
+    configError(["--xds-port", "abc"], {}, /^CP_XDS_PORT="abc"/);
+  });
+
+  test("unknown flags, missing flag values and positional arguments are ConfigErrors", () => {
+    assert.match(configError(["--bogus"], {}, /--bogus/), /--help/);
+    configError(["--xds-port"], {}, /--xds-port/);
+    configError(["stray"], {}, /stray/);
+  });
+});
+
+describe("usage", () => {
+  test("lists every CP_* variable with its flag and default", () => {
+    const text = usage();
+    for (const variable of ALL_VARIABLES) {
+      const flag = "--" + variable.slice(3).toLowerCase().replaceAll("_", "-");
+      const line = text.split("\n").find((l) => l.includes(` ${variable} `));
+      assert.ok(line, `usage lists ${variable}`);
+      assert.ok(line.includes(flag), `${variable}'s line shows ${flag}`);
+      assert.match(line, /\(default [^)]+\)$/, `${variable}'s line shows its default`);
+    }
+    assert.match(text, /CP_XDS_PORT .*\(default 18000\)/);
+    assert.match(text, /CP_MODULE_ADDRESS .*\(default host\.docker\.internal:18080\)/);
+  });
+
+  test("covers every CP_* variable the code, README and test harness mention", () => {
+    const sources = [
+      ...readdirSync(path.join(REPO, "controlplane"), { recursive: true, encoding: "utf8" })
+        .filter((f) => f.endsWith(".ts"))
+        .map((f) => path.join(REPO, "controlplane", f)),
+      ...readdirSync(path.join(REPO, "test/support")).map((f) => path.join(REPO, "test/support", f)),
+      path.join(REPO, "README.md"),
+    ];
+    const mentioned = new Set<string>();
+    for (const file of sources) for (const m of readFileSync(file, "utf8").matchAll(/\bCP_[A-Z_]+\b/g)) mentioned.add(m[0]);
+    const listed = new Set([...usage().matchAll(/\bCP_[A-Z_]+\b/g)].map((m) => m[0]));
+    assert.ok(mentioned.size >= ALL_VARIABLES.length);
+    for (const v of mentioned) assert.ok(listed.has(v), `usage lists ${v}`);
+    assert.deepEqual([...listed].sort(), [...ALL_VARIABLES].sort());
+  });
+});
