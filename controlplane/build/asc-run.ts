@@ -17,8 +17,8 @@ export interface AscJob {
 }
 
 export type AscJobResult =
-  | { ok: true; wasm: Uint8Array; warnings: string[]; compileMs: number }
-  | { ok: false; error: string; compileMs: number; crashed: boolean };
+  | { ok: true; wasm: Uint8Array; warnings: string[] }
+  | { ok: false; error: string; crashed: boolean };
 
 /** The part of assemblyscript/cli/asc.js we use (its own .d.ts is not worth pulling in). */
 interface AscApi {
@@ -68,10 +68,8 @@ function clean(text: string): string {
  */
 export function runAsc(job: AscJob): AscJobResult {
   if (!asc) throw new Error("runAsc before loadAsc");
-  const started = performance.now();
   // asc writes each diagnostic with a single write() call, so chunks are diagnostics.
   const diagnostics: string[] = [];
-  const stdoutChunks: string[] = [];
   let wasm: Uint8Array | undefined;
   const decoder = new TextDecoder();
   const asText = (chunk: string | Uint8Array) =>
@@ -84,7 +82,7 @@ export function runAsc(job: AscJob): AscJobResult {
     asc.main(
       job.argv,
       {
-        stdout: { write: (c) => void stdoutChunks.push(asText(c)) },
+        stdout: { write: () => {} }, // nothing goes there: the binary goes to writeFile
         stderr: { write: (c) => void diagnostics.push(clean(asText(c))) },
         readFile(filename, baseDir) {
           const abs = path.resolve(baseDir, filename);
@@ -100,8 +98,9 @@ export function runAsc(job: AscJob): AscJobResult {
         },
         writeFile(filename, contents) {
           if (filename !== BINARY_OUT || typeof contents === "string") return;
-          // Copy: the array may be a view into binaryen's heap, reused by the next compile.
-          wasm = contents.slice();
+          // Copy into a buffer of our own: the array may be a view into binaryen's heap (or a
+          // pooled Buffer), and the worker transfers this buffer to the main thread.
+          wasm = new Uint8Array(contents);
         },
         listFiles: () => null, // only used by --lib, which we never pass
       },
@@ -113,7 +112,6 @@ export function runAsc(job: AscJob): AscJobResult {
   } catch (err) {
     crash = err;
   }
-  const compileMs = performance.now() - started;
 
   if (crash !== undefined) {
     const message = crash instanceof Error ? crash.message : String(crash);
@@ -121,7 +119,6 @@ export function runAsc(job: AscJob): AscJobResult {
     return {
       ok: false,
       crashed: true,
-      compileMs,
       error: [shown, `compiler crashed: ${clean(message)}`].filter(Boolean).join("\n\n"),
     };
   }
@@ -130,10 +127,10 @@ export function runAsc(job: AscJob): AscJobResult {
   if (failed || !wasm) {
     const shown = errorsOf(diagnostics) || diagnostics.join("\n\n");
     const summary = failed ? clean(failed.message) : "asc produced no binary";
-    return { ok: false, crashed: false, compileMs, error: shown || summary };
+    return { ok: false, crashed: false, error: shown || summary };
   }
   const warnings = diagnostics.filter((d) => d.startsWith("WARNING") && !isStdlibDiagnostic(d));
-  return { ok: true, wasm, warnings, compileMs };
+  return { ok: true, wasm, warnings };
 }
 
 /** ERROR diagnostics only: warnings would bury the one line a filter author needs. */

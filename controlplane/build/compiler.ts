@@ -1,6 +1,6 @@
 // Compiles an AssemblyScript filter entry file to a Wasm module, in-process.
 //
-// asc 0.14 is synchronous (about 1 s unoptimised, several seconds at -O3) and, when
+// asc 0.14 is synchronous (0.3-1 s unoptimised once warm, 3-6 s at -O3) and, when
 // loaded, rewires process-wide handlers: asc drops every `uncaughtException` listener and
 // binaryen's Emscripten glue installs an `unhandledRejection` handler that aborts. Run on
 // the main thread, a compile would stall every xDS stream and the admin API for seconds,
@@ -32,6 +32,9 @@ export interface CompileOptions {
 }
 
 const DEFAULT_TIMEOUT_MS = 120_000;
+// The worker holds asc and binaryen's heap (about 250 MB RSS); a control plane nobody edits
+// filters on should not keep that forever. Restarting costs about 3 s on the next compile.
+const IDLE_SHUTDOWN_MS = 5 * 60_000;
 
 /** node_modules holding this control plane's @solo-io/proxy-runtime (and asc). */
 const PINNED_NODE_MODULES = (() => {
@@ -61,15 +64,19 @@ export async function compileFilter(
     "--noColors",
     ...(opts.optimize ? ["-O3"] : []),
   ];
-  const started = performance.now();
-  const result = await thread.run(
+  const { result, durationMs } = await thread.run(
     { argv, baseDir, pinnedNodeModules: PINNED_NODE_MODULES },
     opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
   );
-  const durationMs = Math.round(performance.now() - started);
-  return result.ok
-    ? { ok: true, wasm: result.wasm, durationMs, warnings: result.warnings }
-    : { ok: false, error: result.error, durationMs };
+  if (result.ok) return { ok: true, wasm: result.wasm, durationMs, warnings: result.warnings };
+  return { ok: false, error: explain(result.error), durationMs };
+}
+
+// asc 0.14 throws (rather than reporting a diagnostic) when the --use alias names a global
+// that does not exist, i.e. when the entry never pulled in proxy-runtime.
+function explain(error: string): string {
+  if (!/no such global element: abort_proc_exit/.test(error)) return error;
+  return `${error} (does the entry file start with \`export * from "@solo-io/proxy-runtime/proxy";\`?)`;
 }
 
 /** Stops the compile worker (it is restarted on the next compile). */
@@ -77,29 +84,49 @@ export async function closeCompiler(): Promise<void> {
   await thread.close();
 }
 
+/**
+ * durationMs runs from handing the job to the worker to its answer: it includes starting a
+ * worker when one had to be started, not time spent queued behind other compiles.
+ */
+type JobOutcome = { result: AscJobResult; durationMs: number };
+
 interface Job {
   request: Omit<WorkerRequest, "id">;
   timeoutMs: number;
-  resolve(result: AscJobResult): void;
+  resolve(outcome: JobOutcome): void;
 }
 
 /** One worker, one job at a time, FIFO. */
 class CompileThread {
   private worker: Worker | undefined;
   private readonly queue: Job[] = [];
-  private current: { id: number; job: Job; timer: NodeJS.Timeout } | undefined;
+  private current:
+    | { id: number; job: Job; timer: NodeJS.Timeout; dispatchedAt: number }
+    | undefined;
   private nextId = 1;
+  private idleTimer: NodeJS.Timeout | undefined;
 
-  run(request: Job["request"], timeoutMs: number): Promise<AscJobResult> {
+  run(request: Job["request"], timeoutMs: number): Promise<JobOutcome> {
     return new Promise((resolve) => {
       this.queue.push({ request, timeoutMs, resolve });
       this.pump();
     });
   }
 
+  /** Stops the worker; compiles running or queued fail rather than hang. */
   async close(): Promise<void> {
+    clearTimeout(this.idleTimer);
     const worker = this.worker;
     this.worker = undefined;
+    const stopped: Job[] = this.queue.splice(0);
+    if (this.current) {
+      clearTimeout(this.current.timer);
+      stopped.unshift(this.current.job);
+      this.current = undefined;
+    }
+    for (const job of stopped) {
+      job.resolve({ result: { ok: false, crashed: true, error: "compiler shut down" }, durationMs: 0 });
+    }
     if (worker) await worker.terminate();
   }
 
@@ -107,17 +134,21 @@ class CompileThread {
     if (this.current) return;
     const job = this.queue.shift();
     if (!job) {
-      // Idle: don't keep the process alive just for the worker.
-      this.worker?.unref();
+      const idle = this.worker;
+      if (!idle) return;
+      // Don't keep the process alive just for the worker, nor its memory for long.
+      idle.unref();
+      this.idleTimer = setTimeout(() => this.discard(idle), IDLE_SHUTDOWN_MS).unref();
       return;
     }
+    clearTimeout(this.idleTimer);
     const worker = this.worker ?? this.spawn();
     worker.ref();
     const id = this.nextId++;
     const timer = setTimeout(() => {
       this.fail(worker, `compile timed out after ${job.timeoutMs} ms`);
     }, job.timeoutMs);
-    this.current = { id, job, timer };
+    this.current = { id, job, timer, dispatchedAt: performance.now() };
     const message: WorkerRequest = { id, ...job.request };
     worker.postMessage(message);
   }
@@ -139,7 +170,7 @@ class CompileThread {
     const { id: _id, ...result } = response;
     // A crash may leave the compiler's module-level state inconsistent: start afresh.
     if (!result.ok && result.crashed) this.discard(worker);
-    current.job.resolve(result);
+    current.job.resolve({ result, durationMs: msSince(current.dispatchedAt) });
     this.pump();
   }
 
@@ -151,7 +182,10 @@ class CompileThread {
     if (current) {
       clearTimeout(current.timer);
       this.current = undefined;
-      current.job.resolve({ ok: false, crashed: true, compileMs: 0, error });
+      current.job.resolve({
+        result: { ok: false, crashed: true, error },
+        durationMs: msSince(current.dispatchedAt),
+      });
     }
     this.pump();
   }
@@ -163,6 +197,10 @@ class CompileThread {
 }
 
 const thread = new CompileThread();
+
+function msSince(start: number): number {
+  return Math.round(performance.now() - start);
+}
 
 /**
  * Starts compile-worker.ts. Node 20 does not hand the parent's module hooks (tsx) to worker

@@ -24,6 +24,8 @@ interface DeltaSubscription {
   names: Set<string>;
   /** What this Envoy holds (or was last sent), per resource: the basis of every diff. */
   known: Map<string, string>;
+  /** Whether anything was sent on this subscription yet (a reconnect may need nothing). */
+  sentAny: boolean;
   outstanding: Map<string, Outstanding>;
 }
 
@@ -77,6 +79,7 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
         names: new Set(),
         known: new Map(initial),
         outstanding: new Map(),
+        sentAny: false,
       };
       this.subscriptions.set(typeUrl, sub);
       this.client.types.set(typeUrl, status);
@@ -105,6 +108,7 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
       if (req.error_detail) this.onNack(sub, nonce, answered, req.error_detail.message ?? "");
       else {
         sub.status.ackedVersion = answered.version;
+        this.recordAck(typeUrl, answered.names.map((name, i) => ({ name, version: answered.versions[i]! })));
         if (typeUrl === EXTENSION_CONFIG) this.ecds.markWarm(answered.names);
       }
     }
@@ -112,7 +116,9 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
     if (snapshot) this.respond(sub, snapshot);
   }
 
-  handleSnapshot(snapshot: Snapshot, changed: readonly string[]): void {
+  /** Pushes what a new snapshot changed for this Envoy, in push order (clusters first). */
+  handleSnapshot(snapshot: Snapshot, changed: readonly string[] = this.changedSinceSeen(snapshot)): void {
+    this.seen = snapshot;
     for (const typeUrl of PUSH_ORDER) {
       const sub = this.subscriptions.get(typeUrl);
       if (!sub || !changed.includes(typeUrl)) continue;
@@ -151,7 +157,7 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
   private respond(sub: DeltaSubscription, snapshot: Snapshot, opts: { force?: ReadonlySet<string>; fetched?: ReadonlySet<string> } = {}): boolean {
     const { updates, removed } = this.diff(sub, snapshot, opts.force);
     if (updates.length === 0 && removed.length === 0) {
-      if (sub.outstanding.size === 0 && sub.known.size > 0 && sub.status.ackedVersion === undefined) {
+      if (!sub.sentAny && sub.known.size > 0 && sub.status.ackedVersion === undefined) {
         // A reconnecting Envoy whose initial_resource_versions are all current: in sync as is.
         sub.status.ackedVersion = sub.status.sentVersion = snapshot.types.get(sub.status.typeUrl)?.version ?? "";
       }
@@ -173,6 +179,7 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
     for (const r of updates) sub.known.set(r.name, r.version);
     for (const n of removed) sub.known.delete(n);
     sub.outstanding.set(nonce, outstanding);
+    sub.sentAny = true;
     if (sub.outstanding.size > MAX_OUTSTANDING) sub.outstanding.delete(sub.outstanding.keys().next().value!);
     sub.status.sentVersion = version;
     sub.status.sentNonce = nonce;

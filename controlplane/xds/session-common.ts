@@ -2,7 +2,7 @@ import type { FetchTracker } from "../registry/fetch-tracker.ts";
 import type { ClientRegistry, ClientStatus, NackRecord, TypeStatus } from "./client-status.ts";
 import type { EnvoyNode } from "./discovery-types.ts";
 import type { ConfigSourceKind, DeliveryVariant } from "./resources.ts";
-import type { EncodedResource, Snapshot } from "./snapshot.ts";
+import { changedTypes, type EncodedResource, type Snapshot } from "./snapshot.ts";
 import { shortName } from "./type-urls.ts";
 
 /** A request that breaks the protocol; the server ends the stream with this gRPC status. */
@@ -38,6 +38,7 @@ export interface SessionDeps<Response> {
 }
 
 export interface RejectionView {
+  accept(typeUrl: string, name: string, version: string): void;
   reject(typeUrl: string, name: string, version: string): void;
   isRejected(typeUrl: string, name: string, version: string): boolean;
   newestAccepted(typeUrl: string, name: string): EncodedResource | undefined;
@@ -53,6 +54,8 @@ export abstract class SessionBase<Response> {
   readonly client: ClientStatus;
   private nodeSeen = false;
   private nonceCounter = 0;
+  /** The snapshot this stream last reacted to; a wake-up diffs against it. */
+  protected seen: Snapshot | undefined;
 
   constructor(streamId: number, peer: string, protected readonly deps: SessionDeps<Response>) {
     this.client = { streamId, nodeId: "", nodeCluster: "", peer, connectedAt: new Date().toISOString(), types: new Map() };
@@ -85,6 +88,16 @@ export abstract class SessionBase<Response> {
     if (!/^[1-9]\d*$/.test(nonce) || Number(nonce) > this.nonceCounter) {
       throw new ProtocolError(INVALID_ARGUMENT, `response_nonce ${JSON.stringify(nonce)} was never sent on this stream`);
     }
+  }
+
+  /** Remembers ACKed resource versions: the fallbacks `pick` may offer other Envoys. */
+  protected recordAck(typeUrl: string, acked: Iterable<ResourceVersion>): void {
+    const rej = this.deps.rejections;
+    if (rej) for (const r of acked) rej.accept(typeUrl, r.name, r.version);
+  }
+
+  protected changedSinceSeen(snapshot: Snapshot): string[] {
+    return changedTypes(this.seen, snapshot);
   }
 
   protected nextNonce(): string {

@@ -70,6 +70,7 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
       else {
         st.ackedVersion = req.version_info ?? "";
         sub.ackedResources = new Map(sub.sentResources);
+        this.recordAck(typeUrl, [...sub.ackedResources].map(([name, version]) => ({ name, version })));
         if (typeUrl === EXTENSION_CONFIG) this.ecds.markWarm(st.resourceNames);
       }
     } else if (req.version_info) {
@@ -86,8 +87,9 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     if (snapshot) this.respond(sub, snapshot, namesChanged);
   }
 
-  /** Pushes the types a new snapshot changed, in push order (clusters first). */
-  handleSnapshot(snapshot: Snapshot, changed: readonly string[]): void {
+  /** Pushes what a new snapshot changed for this Envoy, in push order (clusters first). */
+  handleSnapshot(snapshot: Snapshot, changed: readonly string[] = this.changedSinceSeen(snapshot)): void {
+    this.seen = snapshot;
     for (const typeUrl of PUSH_ORDER) {
       const sub = this.subscriptions.get(typeUrl);
       if (!sub || !changed.includes(typeUrl)) continue;

@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import type { FetchTracker } from "../registry/fetch-tracker.ts";
-import { groupOf, type SnapshotCache } from "./cache.ts";
+import type { NodeKey, SnapshotCache } from "./cache.ts";
 import type { ClientRegistry } from "./client-status.ts";
 import { DeltaSession } from "./delta-session.ts";
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse } from "./discovery-types.ts";
@@ -51,7 +51,7 @@ function loadServices(): Map<string, grpc.ServiceDefinition> {
 interface Session<Req> {
   client: { nodeId: string; nodeCluster: string };
   handleRequest(req: Req): void;
-  handleSnapshot(snapshot: NonNullable<ReturnType<SnapshotCache["get"]>>, changed: readonly string[]): void;
+  handleSnapshot(snapshot: NonNullable<ReturnType<SnapshotCache["get"]>>): void;
   close(): void;
 }
 
@@ -87,9 +87,11 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
       call.write(r);
     };
     const session = make(streamId, call.getPeer(), send, types);
-    // Node-aware: a change reaches a stream only if it concerns that Envoy's group.
-    const unwatch = opts.cache.watch((snapshot, changed, group) => {
-      if (opts.cache.concerns(group, groupOf({ cluster: session.client.nodeCluster }))) session.handleSnapshot(snapshot, changed);
+    // Node-aware: each stream reads its own Envoy's snapshot and diffs it against what it saw.
+    const unwatch = opts.cache.watch(() => {
+      if (!session.client.nodeId) return;
+      const snapshot = opts.cache.getFor({ id: session.client.nodeId, cluster: session.client.nodeCluster });
+      if (snapshot) session.handleSnapshot(snapshot);
     });
     const finish = (): void => {
       if (ended) return;
@@ -119,12 +121,12 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
     call.on("error", finish);
   }
 
-  const deps = (types: readonly string[], source: ConfigSourceKind, group: () => string) => ({
+  const deps = (types: readonly string[], source: ConfigSourceKind, node: () => NodeKey) => ({
     registry: opts.clients,
     fetches: opts.fetches,
     log: opts.log,
     rejections: opts.cache,
-    snapshot: () => opts.cache.get(group()),
+    snapshot: () => opts.cache.getFor(node()),
     types,
     source,
   });
@@ -133,19 +135,19 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
     const impl: grpc.UntypedServiceImplementation = {
       [s.sotw]: (call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) =>
         bind(call, (id, peer, send, types) => {
-          const session: SotwSession = new SotwSession(id, peer, { ...deps(types, s.types.length > 1 ? "ads" : "grpc", () => groupOf({ cluster: session.client.nodeCluster })), send });
+          const session: SotwSession = new SotwSession(id, peer, { ...deps(types, s.types.length > 1 ? "ads" : "grpc", () => ({ id: session.client.nodeId, cluster: session.client.nodeCluster })), send });
           return session;
         }, s.types, "sotw"),
       [s.delta]: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) =>
         bind(call, (id, peer, send, types) => {
-          const session: DeltaSession = new DeltaSession(id, peer, { ...deps(types, s.types.length > 1 ? "ads" : "delta_grpc", () => groupOf({ cluster: session.client.nodeCluster })), send });
+          const session: DeltaSession = new DeltaSession(id, peer, { ...deps(types, s.types.length > 1 ? "ads" : "delta_grpc", () => ({ id: session.client.nodeId, cluster: session.client.nodeCluster })), send });
           return session;
         }, s.types, "delta"),
     };
     if (s.fetch) {
       impl[s.fetch] = (call: grpc.ServerUnaryCall<DiscoveryRequest, DiscoveryResponse>, callback: grpc.sendUnaryData<DiscoveryResponse>) => {
         const typeUrl = call.request.type_url || s.types[0]!;
-        const current = opts.cache.get(groupOf(call.request.node ?? {}))?.types.get(typeUrl);
+        const current = opts.cache.getFor({ id: call.request.node?.id ?? "", cluster: call.request.node?.cluster ?? "" })?.types.get(typeUrl);
         if (!s.types.includes(typeUrl)) return callback({ code: grpc.status.INVALID_ARGUMENT, details: `type_url ${typeUrl} is not served by ${s.service}` });
         if (!current) return callback({ code: grpc.status.UNAVAILABLE, details: "no snapshot yet" });
         const names = call.request.resource_names ?? [];

@@ -66,6 +66,14 @@ describe("compileFilter", () => {
     assert.match(error, /nope\/index\.ts' not found/);
   });
 
+  test("a compiler crash is reported and the next compile gets a fresh compiler", async () => {
+    // Without proxy-runtime, `--use abort=abort_proc_exit` names a global that does not exist,
+    // which makes asc 0.14 throw instead of reporting a diagnostic.
+    const file = await filterFile("no-runtime", "export function noop(): void {}\n");
+    assert.match(expectError(await compileFilter(file)), /compiler crashed: .*abort_proc_exit/);
+    assert.ok(validateModule(expectOk(await compileFilter(ADD_HEADER))).ok);
+  });
+
   test("a filter outside the repo uses this control plane's proxy-runtime", async () => {
     // A decoy runtime in the node_modules asc searches first (the one under its base
     // directory): it must not be used.
@@ -97,6 +105,15 @@ describe("compileFilter", () => {
     const [ra, rb, ra2] = await Promise.all([compileFilter(a), compileFilter(b), compileFilter(a)]);
     assert.deepEqual(expectOk(ra), expectOk(ra2));
     assert.match(expectError(rb), /nope/);
+  });
+
+  test("closeCompiler fails compiles in flight instead of leaving them hanging", async () => {
+    const pending = [compileFilter(ADD_HEADER), compileFilter(ADD_HEADER)];
+    await closeCompiler();
+    for (const outcome of await Promise.all(pending)) {
+      assert.equal(expectError(outcome), "compiler shut down");
+    }
+    assert.ok(validateModule(expectOk(await compileFilter(ADD_HEADER))).ok, "usable again afterwards");
   });
 
   test("-O3 builds a valid, smaller module", async () => {

@@ -1,6 +1,7 @@
 import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rename, rm, symlink, truncate, unlink, writeFile } from "node:fs/promises";
+import { renameSync, truncateSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdir, mkdtemp, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { listFilters, watchFilters, type FilterWatcher } from "../../../controlplane/build/watcher.ts";
@@ -51,14 +52,17 @@ describe("watchFilters", () => {
       changed: (name) => void events.push(`changed ${name}`),
       removed: (name) => void events.push(`removed ${name}`),
       error: (err) => void events.push(`error ${err.message}`),
-    }, { debounceMs: 40 });
+    }, { debounceMs: 60 });
     await watcher.ready;
   });
   after(async () => {
     await watcher.close();
     await rm(dir, { recursive: true, force: true });
   });
-  beforeEach(() => {
+  // Absorb stragglers from the previous test (a new file can be reported as add, then
+  // change) so that each test sees only what it caused.
+  beforeEach(async () => {
+    await settled();
     events = [];
   });
 
@@ -72,9 +76,10 @@ describe("watchFilters", () => {
     await waitFor(seen("changed a"), show);
   });
 
+  // Editor-like sequences use synchronous calls so each lands as one burst, as an editor's would.
   test("an atomic save (write a temp file, rename it over index.ts)", async () => {
-    await writeFile(file("a", "index.ts.tmp"), "// a saved atomically");
-    await rename(file("a", "index.ts.tmp"), file("a", "index.ts"));
+    writeFileSync(file("a", "index.ts.tmp"), "// a saved atomically");
+    renameSync(file("a", "index.ts.tmp"), file("a", "index.ts"));
     await waitFor(seen("changed a"), show);
     await settled();
     assert.deepEqual(events, ["changed a"], "one event, and no removal");
@@ -82,8 +87,8 @@ describe("watchFilters", () => {
 
   test("a burst of writes (truncate then write, repeatedly) is one change", async () => {
     for (let i = 0; i < 5; i++) {
-      await truncate(file("b", "index.ts"));
-      await writeFile(file("b", "index.ts"), `// b ${i}`);
+      truncateSync(file("b", "index.ts"));
+      writeFileSync(file("b", "index.ts"), `// b ${i}`);
     }
     await waitFor(seen("changed b"), show);
     await settled();
@@ -91,9 +96,9 @@ describe("watchFilters", () => {
   });
 
   test("delete and recreate of index.ts (vim without backupcopy) is a change", async () => {
-    await rename(file("a", "index.ts"), file("a", "index.ts~"));
-    await writeFile(file("a", "index.ts"), "// a rewritten");
-    await unlink(file("a", "index.ts~"));
+    renameSync(file("a", "index.ts"), file("a", "index.ts~"));
+    writeFileSync(file("a", "index.ts"), "// a rewritten");
+    unlinkSync(file("a", "index.ts~"));
     await waitFor(seen("changed a"), show);
     await settled();
     assert.deepEqual(events, ["changed a"]);

@@ -27,12 +27,11 @@ function sotw(cache: SnapshotCache, registry: ClientRegistry, id: number, cluste
   const sent: DiscoveryResponse[] = [];
   const session: SotwSession = new SotwSession(id, "test", {
     registry, fetches: new FetchTracker(), log: silent, rejections: cache,
-    snapshot: () => cache.get(cluster), send: (r) => sent.push(r), types: PUSH_ORDER, source: "ads",
+    snapshot: () => cache.getFor(node), send: (r) => sent.push(r), types: PUSH_ORDER, source: "ads",
   });
-  cache.watch((s, changed, group) => {
-    if (cache.concerns(group, cluster)) session.handleSnapshot(s, changed);
-  });
-  return { session, sent, node: { id: `envoy-${id}`, cluster } };
+  const node = { id: `envoy-${id}`, cluster };
+  cache.watch(() => session.handleSnapshot(cache.getFor(node)!));
+  return { session, sent, node };
 }
 
 describe("NACK policy and node groups", () => {
@@ -92,9 +91,14 @@ describe("NACK policy and node groups", () => {
     assert.equal(sentB.length, 1);
   });
 
-  it("snapshots are chosen by node group, with the default group as fallback", () => {
+  it("snapshots are chosen per node through the group policy, built on first use", () => {
     const cache = new SnapshotCache();
     const registry = new ClientRegistry();
+    let edgeFilterOn = false;
+    cache.setPolicy({
+      groupOf: (node) => (node.cluster === "edge" || node.id === "special" ? "edge" : DEFAULT_GROUP),
+      build: (group) => snapshotOf([f(group === "edge" ? edgeFilterOn : true)]),
+    });
     cache.set(snapshotOf([f(true)]));
     const edge = sotw(cache, registry, 1, "edge");
     const other = sotw(cache, registry, 2, "internal");
@@ -102,19 +106,15 @@ describe("NACK policy and node groups", () => {
       s.session.handleRequest({ node: s.node, type_url: ROUTE, resource_names: ["local_route"] });
       s.session.handleRequest({ type_url: ROUTE, resource_names: ["local_route"], version_info: s.sent[0]!.version_info, response_nonce: s.sent[0]!.nonce });
     }
-    assert.equal(edge.sent[0]!.version_info, other.sent[0]!.version_info, "both start on the default snapshot");
+    assert.notEqual(edge.sent[0]!.version_info, other.sent[0]!.version_info, "the edge group runs a different filter set");
+    assert.deepEqual(cache.groups().sort(), [DEFAULT_GROUP, "edge"]);
+    assert.equal(cache.groupOf({ id: "special", cluster: "x" }), "edge", "a node can be singled out by id");
 
-    cache.set(snapshotOf([f(false)]), "edge");
-    assert.equal(edge.sent.length, 2, "the edge group got its own snapshot");
-    assert.equal(other.sent.length, 1, "the other group was not touched");
-    assert.deepEqual(cache.groups(), ["edge"]);
-
-    cache.set(snapshotOf([f(false)]), DEFAULT_GROUP);
-    assert.equal(other.sent.length, 2, "a default change reaches groups without their own snapshot");
-    assert.equal(edge.sent.length, 2, "...but not a group with its own");
-
-    cache.set(snapshotOf([f(true)]), "edge");
-    cache.delete("edge");
-    assert.equal(edge.sent.at(-1)!.version_info, cache.get(DEFAULT_GROUP)!.types.get(ROUTE)!.version, "dropping the group falls back to the default");
+    // Only the streams whose own snapshot changed are sent anything.
+    edgeFilterOn = true;
+    cache.publish(new Map([[DEFAULT_GROUP, snapshotOf([f(true)])], ["edge", snapshotOf([f(true)])]]));
+    assert.equal(edge.sent.length, 2, "the edge group's route changed");
+    assert.equal(other.sent.length, 1, "the default group's did not");
+    assert.equal(edge.sent[1]!.version_info, other.sent[0]!.version_info, "both now run the same set");
   });
 });
