@@ -8,6 +8,7 @@ import { listFilters, watchFilters } from "./build/watcher.ts";
 import { ConfigError, loadConfig, usage, type Config } from "./config.ts";
 import { createAdminApi } from "./http/admin-api.ts";
 import { createModuleServer } from "./http/module-server.ts";
+import { EventBus } from "./events/bus.ts";
 import { FetchTracker } from "./registry/fetch-tracker.ts";
 import { FilterRegistry, type FilterDefaults } from "./registry/filter-registry.ts";
 import { OperatorState } from "./state/operator-state.ts";
@@ -51,32 +52,41 @@ async function main(): Promise<void> {
   const registry = new FilterRegistry();
   const fetches = new FetchTracker();
   const cache = new SnapshotCache();
-  const clients = new ClientRegistry();
+  const events = new EventBus();
+  const clients = new ClientRegistry(events);
   const publisher = new SnapshotPublisher(
     { listener: { address: config.listenerAddress, port: config.listenerPort }, upstream: config.upstream, moduleServer: config.moduleAddress },
     registry, state, cache,
-    (changed) => log.info({ changed: changed.map(shortName), versions: Object.fromEntries(changed.map((t) => [shortName(t), cache.get()?.types.get(t)?.version])) }, "snapshot published"),
+    (changed) => {
+      log.info({ changed: changed.map(shortName), versions: Object.fromEntries(changed.map((t) => [shortName(t), cache.get()?.types.get(t)?.version])) }, "snapshot published");
+      events.emit({ type: "snapshot.published", changed });
+    },
   );
 
   // Filters present on disk; a build that finishes after its folder was deleted is dropped.
   const present = new Set<string>();
   const scheduler = new BuildScheduler((name) => buildFilter(config.filtersDir, name), {
-    onStart: (name) => registry.buildStarted(name),
+    onStart: (name) => {
+      registry.buildStarted(name);
+      events.emit({ type: "build.started", filter: name });
+    },
     onResult: (result) => {
       if (!present.has(result.name)) return;
       if (result.ok) {
         registry.buildSucceeded(result.name, result.wasm, { sha256: result.sha256, rootId: result.rootId, buildMs: result.buildMs }, defaultsOf(result));
         log.info({ filter: result.name, sha256: result.sha256, bytes: result.wasm.byteLength, buildMs: result.buildMs }, "filter built");
+        events.emit({ type: "build.succeeded", filter: result.name, sha256: result.sha256, buildMs: result.buildMs, bytes: result.wasm.byteLength });
       } else {
         registry.buildFailed(result.name, result.error);
         log.error({ filter: result.name, buildMs: result.buildMs, error: result.error }, "filter build failed; last good module keeps serving");
+        events.emit({ type: "build.failed", filter: result.name, error: result.error, buildMs: result.buildMs });
       }
     },
   });
 
   const moduleServer = createModuleServer(registry, fetches, log);
   let ready = false;
-  const admin = createAdminApi({ registry, state, clients, snapshot: () => cache.get(), ready: () => ready }, log);
+  const admin = createAdminApi({ registry, state, clients, events, snapshot: () => cache.get(), ready: () => ready }, log);
   const ads = createXdsServer({ cache, clients, fetches, log: log.child({ component: "xds" }) });
   clients.onNack((client, type, nack) => log.warn({ node: client.nodeId, type: shortName(type.typeUrl), version: nack.version, error: nack.message }, "NACK recorded"));
 
@@ -97,6 +107,7 @@ async function main(): Promise<void> {
       scheduler.cancel(name);
       registry.removed(name);
       log.info({ filter: name }, "filter removed");
+      events.emit({ type: "filter.removed", filter: name });
     },
     error: (err) => log.error({ err }, "filters watcher failed"),
   });

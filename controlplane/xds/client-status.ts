@@ -1,3 +1,4 @@
+import type { EventBus } from "../events/bus.ts";
 import type { EnvoyNode } from "./discovery-types.ts";
 import { shortName } from "./type-urls.ts";
 
@@ -37,6 +38,9 @@ export type NackListener = (client: ClientStatus, type: TypeStatus, nack: NackRe
  * the admin API and metrics only read.
  */
 export class ClientRegistry {
+  /** Optional live event stream (admin SSE, metrics); the registry is where xDS events start. */
+  constructor(private readonly events?: EventBus) {}
+
   private readonly clients = new Map<number, ClientStatus>();
   private readonly nackListeners = new Set<NackListener>();
   nackCount = 0;
@@ -47,10 +51,27 @@ export class ClientRegistry {
 
   add(client: ClientStatus): void {
     this.clients.set(client.streamId, client);
+    this.events?.emit({ type: "client.connected", node: client.nodeId, cluster: client.nodeCluster, stream: client.streamId, peer: client.peer });
   }
 
   remove(streamId: number): void {
+    const client = this.clients.get(streamId);
+    if (!client) return;
     this.clients.delete(streamId);
+    this.events?.emit({ type: "client.disconnected", node: client.nodeId, cluster: client.nodeCluster, stream: streamId });
+  }
+
+  pushed(client: ClientStatus, typeUrl: string, version: string, nonce: string, resources: string[]): void {
+    this.events?.emit({ type: "xds.pushed", node: client.nodeId, stream: client.streamId, typeUrl, version, nonce, resources });
+  }
+
+  acked(client: ClientStatus, typeUrl: string, version: string): void {
+    this.events?.emit({ type: "xds.acked", node: client.nodeId, stream: client.streamId, typeUrl, version });
+  }
+
+  resentAfterFetch(client: ClientStatus, shas: string[]): void {
+    this.cacheMissResends++;
+    this.events?.emit({ type: "xds.cache_miss_resend", node: client.nodeId, stream: client.streamId, shas });
   }
 
   list(): ClientStatus[] {
@@ -66,6 +87,7 @@ export class ClientRegistry {
     type.lastNack = nack;
     this.nackCount++;
     this.nacksByType.set(type.typeUrl, (this.nacksByType.get(type.typeUrl) ?? 0) + 1);
+    this.events?.emit({ type: "xds.nacked", node: client.nodeId, stream: client.streamId, typeUrl: type.typeUrl, version: nack.version, message: nack.message });
     for (const listener of this.nackListeners) listener(client, type, nack);
   }
 }

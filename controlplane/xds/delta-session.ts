@@ -44,7 +44,7 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
     this.ecds = new EcdsDelivery((nack) => this.variant(nack), deps.fetches, {
       resend: (names, fetched) => {
         this.client.cacheMissResends = this.ecds.resends;
-    this.deps.registry.cacheMissResends++;
+        this.deps.registry.resentAfterFetch(this.client, [...fetched]);
         const sub = this.subscriptions.get(EXTENSION_CONFIG);
         const snapshot = this.deps.snapshot();
         if (sub && snapshot) this.respond(sub, snapshot, { force: new Set(names), fetched });
@@ -108,6 +108,7 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
       if (req.error_detail) this.onNack(sub, nonce, answered, req.error_detail.message ?? "");
       else {
         sub.status.ackedVersion = answered.version;
+        this.deps.registry.acked(this.client, typeUrl, answered.version);
         this.recordAck(typeUrl, answered.names.map((name, i) => ({ name, version: answered.versions[i]! })));
         if (typeUrl === EXTENSION_CONFIG) this.ecds.markWarm(answered.names);
       }
@@ -183,6 +184,7 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
     if (sub.outstanding.size > MAX_OUTSTANDING) sub.outstanding.delete(sub.outstanding.keys().next().value!);
     sub.status.sentVersion = version;
     sub.status.sentNonce = nonce;
+    this.deps.registry.pushed(this.client, typeUrl, version, nonce, [...outstanding.names, ...removed.map((n) => `-${n}`)]);
     this.deps.send({
       system_version_info: version,
       type_url: typeUrl,

@@ -69,6 +69,7 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
       if (req.error_detail) this.onNack(sub, req.error_detail.message ?? "");
       else {
         st.ackedVersion = req.version_info ?? "";
+        this.deps.registry.acked(this.client, typeUrl, st.ackedVersion);
         sub.ackedResources = new Map(sub.sentResources);
         this.recordAck(typeUrl, [...sub.ackedResources].map(([name, version]) => ({ name, version })));
         if (typeUrl === EXTENSION_CONFIG) this.ecds.markWarm(st.resourceNames);
@@ -130,7 +131,7 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     const sub = this.subscriptions.get(EXTENSION_CONFIG);
     const snapshot = this.deps.snapshot();
     this.client.cacheMissResends = this.ecds.resends;
-    this.deps.registry.cacheMissResends++;
+    this.deps.registry.resentAfterFetch(this.client, [...fetched]);
     if (sub && snapshot) this.respond(sub, snapshot, true, fetched);
   }
 
@@ -174,6 +175,7 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     } else {
       anys = resources.map((r) => r.anyFor(this.variant()));
     }
+    this.deps.registry.pushed(this.client, st.typeUrl, version, nonce, resources.map((r) => r.name));
     this.deps.send({ version_info: version, type_url: st.typeUrl, nonce, resources: anys });
   }
 }

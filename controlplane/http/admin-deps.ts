@@ -1,0 +1,18 @@
+import type { EventBus } from "../events/bus.ts";
+import type { FilterRegistry } from "../registry/filter-registry.ts";
+import type { OperatorState } from "../state/operator-state.ts";
+import type { ClientRegistry } from "../xds/client-status.ts";
+import type { Snapshot } from "../xds/snapshot.ts";
+
+/** What the admin API reads; it mutates only operator state (and, through it, snapshots). */
+export interface AdminDeps {
+  registry: FilterRegistry;
+  state: OperatorState;
+  clients: ClientRegistry;
+  /** Live events (build, state, xDS), for the SSE stream and metrics. */
+  events: EventBus;
+  /** The snapshot Envoys are served (undefined before the first publish). */
+  snapshot: () => Snapshot | undefined;
+  /** True once the first scan and build of the filters dir finished. */
+  ready: () => boolean;
+}
