@@ -1,4 +1,4 @@
-import Fastify from "fastify";
+import Fastify, { type FastifyBaseLogger } from "fastify";
 import type { Logger } from "pino";
 import type { AdminDeps } from "./admin-deps.ts";
 import { installAuth } from "./auth.ts";
@@ -15,7 +15,9 @@ export type { AdminDeps } from "./admin-deps.ts";
  */
 export function createAdminApi(deps: AdminDeps, log: Logger, opts: { token?: string } = {}) {
   // JSON bodies are small; the module upload route raises its own limit.
-  const app = Fastify({ loggerInstance: log.child({ component: "admin" }), bodyLimit: 1024 * 1024 });
+  // Typed as fastify's base logger so route plugins take a plain FastifyInstance.
+  const loggerInstance: FastifyBaseLogger = log.child({ component: "admin" });
+  const app = Fastify({ loggerInstance, bodyLimit: 1024 * 1024 });
   installAuth(app, opts.token);
   void app.register(statusRoutes, deps);
   void app.register(filterRoutes, deps);
