@@ -17,13 +17,35 @@ export interface Config {
   filtersDir: string;
   stateFile: string;
   logLevel: string;
+  /** Bearer token the admin API requires (CP_ADMIN_TOKEN); absent: no check (loopback only). */
+  adminToken?: string;
+  /** TLS for the xDS port and the module server (CP_TLS_CERT, CP_TLS_KEY, ...); absent: plaintext. */
+  tls?: TlsConfig;
+}
+
+/** Files of the control plane's TLS setup (read and checked by tls.ts at start-up). */
+export interface TlsConfig {
+  /** Server certificate chain (PEM), for the xDS port and the module server. */
+  certFile: string;
+  /** Its private key (PEM). */
+  keyFile: string;
+  /** CA (PEM) whose signature a client certificate must carry on the xDS port: mTLS. */
+  clientCaFile?: string;
+  /**
+   * CA file that Envoy (on its own machine, as its path reads there) trusts for the module
+   * server's certificate: pushed in the module cluster's UpstreamTlsContext.
+   */
+  moduleCaForEnvoy: string;
 }
 
 interface Setting {
   env: string;
   flag: string;
   help: string;
+  /** "" means unset. */
   default: (partial: Record<string, string>) => string;
+  /** How --help shows the default when it is not a plain value. */
+  defaultHelp?: string;
 }
 
 // One table drives env parsing, flags and --help, so they cannot drift apart.
@@ -41,12 +63,18 @@ const SETTINGS: readonly Setting[] = [
   { env: "CP_FILTERS_DIR", flag: "filters-dir", help: "directory of AssemblyScript filters", default: () => "./filters" },
   { env: "CP_STATE_FILE", flag: "state-file", help: "where enable/disable choices persist", default: () => "./.state/state.json" },
   { env: "CP_LOG_LEVEL", flag: "log-level", help: "pino log level", default: () => "info" },
+  // Security (README "Security").
+  { env: "CP_ADMIN_TOKEN", flag: "admin-token", help: "bearer token for /api and /metrics, required when CP_ADMIN_HOST is not loopback (prefer the variable: flags show in ps)", default: () => "", defaultHelp: "none" },
+  { env: "CP_TLS_CERT", flag: "tls-cert", help: "PEM certificate chain: serve xDS and modules over TLS", default: () => "", defaultHelp: "none: plaintext" },
+  { env: "CP_TLS_KEY", flag: "tls-key", help: "PEM private key of CP_TLS_CERT", default: () => "", defaultHelp: "none" },
+  { env: "CP_TLS_CLIENT_CA", flag: "tls-client-ca", help: "PEM CA: xDS clients must present a certificate it signed (mTLS)", default: () => "", defaultHelp: "none: no client certificates" },
+  { env: "CP_MODULE_TLS_CA_FOR_ENVOY", flag: "module-tls-ca-for-envoy", help: "absolute path, on Envoy's machine, of the CA Envoy trusts for the module server", default: (p) => p.CP_TLS_CLIENT_CA ? path.resolve(p.CP_TLS_CLIENT_CA) : "", defaultHelp: "CP_TLS_CLIENT_CA" },
 ];
 
 export class ConfigError extends Error {}
 
 export function usage(): string {
-  const lines = SETTINGS.map((s) => `  --${s.flag.padEnd(18)} ${s.env.padEnd(20)} ${s.help} (default ${s.default({})})`);
+  const lines = SETTINGS.map((s) => `  --${s.flag.padEnd(24)} ${s.env.padEnd(27)} ${s.help} (default ${s.defaultHelp ?? s.default({})})`);
   return ["Usage: npm run cp -- [flags]   (each flag can also be set by its environment variable)", ...lines].join("\n");
 }
 
@@ -67,7 +95,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | "he
     if (value !== undefined && value !== "") raw[s.env] = value;
   }
   const get = (name: string): string => raw[name] ?? SETTINGS.find((s) => s.env === name)!.default(raw);
-  return {
+  const config: Config = {
     xdsHost: host(get, "CP_XDS_HOST"),
     xdsPort: port(get, "CP_XDS_PORT"),
     moduleHost: host(get, "CP_MODULE_HOST"),
@@ -82,6 +110,56 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | "he
     stateFile: path.resolve(get("CP_STATE_FILE")),
     logLevel: oneOf(get, "CP_LOG_LEVEL", ["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
   };
+  const token = adminToken(get, config.adminHost);
+  if (token !== undefined) config.adminToken = token;
+  const tls = tlsConfig(get);
+  if (tls !== undefined) config.tls = tls;
+  return config;
+}
+
+/** Loopback: 127.0.0.0/8, ::1 (also IPv4-mapped), or the name localhost. */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^::ffff:(?=\d+\.)/, "");
+  if (h === "localhost" || h === "::1") return true;
+  return net.isIPv4(h) && h.startsWith("127.");
+}
+
+const MIN_TOKEN_LENGTH = 16;
+
+function adminToken(get: (n: string) => string, adminHost: string): string | undefined {
+  const v = get("CP_ADMIN_TOKEN");
+  if (v === "") {
+    // An admin API reachable from other machines changes what every Envoy runs: never open.
+    if (!isLoopback(adminHost)) {
+      throw new ConfigError(`CP_ADMIN_HOST=${JSON.stringify(adminHost)} is not loopback: set CP_ADMIN_TOKEN (e.g. $(openssl rand -hex 32)) or bind CP_ADMIN_HOST to 127.0.0.1`);
+    }
+    return undefined;
+  }
+  // Sent as `Authorization: Bearer <token>`: one header-safe word. The value is never echoed.
+  if (!/^[\x21-\x7e]+$/.test(v)) throw new ConfigError("CP_ADMIN_TOKEN: expected printable ASCII without spaces");
+  if (v.length < MIN_TOKEN_LENGTH) throw new ConfigError(`CP_ADMIN_TOKEN: expected at least ${MIN_TOKEN_LENGTH} characters (e.g. $(openssl rand -hex 32))`);
+  return v;
+}
+
+function tlsConfig(get: (n: string) => string): TlsConfig | undefined {
+  const cert = get("CP_TLS_CERT");
+  const key = get("CP_TLS_KEY");
+  const clientCa = get("CP_TLS_CLIENT_CA");
+  const moduleCa = get("CP_MODULE_TLS_CA_FOR_ENVOY");
+  if (cert === "" && key === "") {
+    const stray = clientCa !== "" ? "CP_TLS_CLIENT_CA" : moduleCa !== "" ? "CP_MODULE_TLS_CA_FOR_ENVOY" : undefined;
+    if (stray) throw new ConfigError(`${stray} is set but TLS is off: set CP_TLS_CERT and CP_TLS_KEY too`);
+    return undefined;
+  }
+  if (cert === "" || key === "") throw new ConfigError(`${cert === "" ? "CP_TLS_KEY" : "CP_TLS_CERT"} is set without ${cert === "" ? "CP_TLS_CERT" : "CP_TLS_KEY"}: TLS needs both`);
+  // Pushed to Envoy as is, so it must not depend on the control plane's working directory.
+  if (moduleCa === "") {
+    throw new ConfigError("CP_TLS_CERT is set but Envoy would not verify the module server: set CP_MODULE_TLS_CA_FOR_ENVOY (or CP_TLS_CLIENT_CA, its default) to the CA file as Envoy sees it");
+  }
+  if (!path.isAbsolute(moduleCa)) throw new ConfigError(`CP_MODULE_TLS_CA_FOR_ENVOY=${JSON.stringify(moduleCa)}: expected an absolute path (as Envoy sees it)`);
+  const tls: TlsConfig = { certFile: path.resolve(cert), keyFile: path.resolve(key), moduleCaForEnvoy: moduleCa };
+  if (clientCa !== "") tls.clientCaFile = path.resolve(clientCa);
+  return tls;
 }
 
 function port(get: (n: string) => string, name: string): number {

@@ -17,15 +17,17 @@ import { SnapshotCache } from "./xds/cache.ts";
 import { ClientRegistry } from "./xds/client-status.ts";
 import { SnapshotPublisher } from "./xds/publisher.ts";
 import { shortName } from "./xds/type-urls.ts";
+import { loadTls, type TlsMaterial } from "./tls.ts";
 
-function readConfig(): Config {
+function readConfig(): { config: Config; tls: TlsMaterial | undefined } {
   try {
     const config = loadConfig(process.argv.slice(2), process.env);
     if (config === "help") {
       console.log(usage());
       process.exit(0);
     }
-    return config;
+    // Certificate files are read and checked now: a bad one is a ConfigError line too.
+    return { config, tls: loadTls(config.tls) };
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`wasm-xds: ${err.message}`);
@@ -44,7 +46,7 @@ function defaultsOf(result: Extract<BuildResult, { ok: true }>): FilterDefaults 
 }
 
 async function main(): Promise<void> {
-  const config = readConfig();
+  const { config, tls } = readConfig();
   const log = pino({ level: config.logLevel, base: { pid: process.pid } });
 
   const state = new OperatorState(config.stateFile);
@@ -55,7 +57,11 @@ async function main(): Promise<void> {
   const events = new EventBus();
   const clients = new ClientRegistry(events);
   const publisher = new SnapshotPublisher(
-    { listener: { address: config.listenerAddress, port: config.listenerPort }, upstream: config.upstream, moduleServer: config.moduleAddress },
+    {
+      listener: { address: config.listenerAddress, port: config.listenerPort }, upstream: config.upstream, moduleServer: config.moduleAddress,
+      // An HTTPS module server: Envoy's module cluster speaks TLS and checks the certificate.
+      ...(config.tls ? { moduleTls: { caFile: config.tls.moduleCaForEnvoy, sni: config.moduleAddress.host } } : {}),
+    },
     registry, state, cache,
     (changed) => {
       log.info({ changed: changed.map(shortName), versions: Object.fromEntries(changed.map((t) => [shortName(t), cache.get()?.types.get(t)?.version])) }, "snapshot published");
@@ -73,9 +79,16 @@ async function main(): Promise<void> {
     onResult: (result) => {
       if (!present.has(result.name)) return;
       if (result.ok) {
+        const before = registry.get(result.name)?.module?.sha256;
+        // An edit (a new module after start-up) ends a rollback pin.
+        if (ready && before !== result.sha256 && state.choice(result.name).pinnedSha256) {
+          void state.update(result.name, { pinnedSha256: undefined }).catch((err: unknown) => log.error({ err }, "cannot clear pin"));
+        }
+        // The event before the registry: registering publishes and pushes at once, and events
+        // must read in causal order (build.succeeded, snapshot.published, xds.pushed).
+        events.emit({ type: "build.succeeded", filter: result.name, sha256: result.sha256, buildMs: result.buildMs, bytes: result.wasm.byteLength });
         registry.buildSucceeded(result.name, result.wasm, { sha256: result.sha256, rootId: result.rootId, buildMs: result.buildMs }, defaultsOf(result));
         log.info({ filter: result.name, sha256: result.sha256, bytes: result.wasm.byteLength, buildMs: result.buildMs }, "filter built");
-        events.emit({ type: "build.succeeded", filter: result.name, sha256: result.sha256, buildMs: result.buildMs, bytes: result.wasm.byteLength });
       } else {
         registry.buildFailed(result.name, result.error);
         log.error({ filter: result.name, buildMs: result.buildMs, error: result.error }, "filter build failed; last good module keeps serving");
@@ -84,9 +97,9 @@ async function main(): Promise<void> {
     },
   });
 
-  const moduleServer = createModuleServer(registry, fetches, log);
+  const moduleServer = createModuleServer(registry, fetches, log, { tls, events });
   let ready = false;
-  const admin = createAdminApi({ registry, state, clients, events, snapshot: () => cache.get(), ready: () => ready }, log);
+  const admin = createAdminApi({ registry, state, clients, events, snapshot: () => cache.get(), resourceAt: (t, n, v) => cache.resourceAt(t, n, v), ready: () => ready }, log, { token: config.adminToken });
   const ads = createXdsServer({ cache, clients, fetches, log: log.child({ component: "xds" }) });
   clients.onNack((client, type, nack) => log.warn({ node: client.nodeId, type: shortName(type.typeUrl), version: nack.version, error: nack.message }, "NACK recorded"));
 
@@ -105,9 +118,9 @@ async function main(): Promise<void> {
     removed: (name) => {
       present.delete(name);
       scheduler.cancel(name);
+      events.emit({ type: "filter.removed", filter: name }); // before the pushes removing it
       registry.removed(name);
       log.info({ filter: name }, "filter removed");
-      events.emit({ type: "filter.removed", filter: name });
     },
     error: (err) => log.error({ err }, "filters watcher failed"),
   });
@@ -117,9 +130,9 @@ async function main(): Promise<void> {
   publisher.start();
   // Only now accept Envoys: a reconnecting one then meets the full snapshot at once and, holding
   // the same versions, is sent nothing.
-  await listenXds(ads, config.xdsHost, config.xdsPort);
+  await listenXds(ads, config.xdsHost, config.xdsPort, tls);
   ready = true;
-  log.info({ xds: `${config.xdsHost}:${config.xdsPort}`, modules: `${config.moduleHost}:${config.modulePort}`, admin: `${config.adminHost}:${config.adminPort}`, filters: registry.list().map((f) => `${f.name}:${f.status}`) }, "control plane ready");
+  log.info({ xds: `${config.xdsHost}:${config.xdsPort}`, modules: `${config.moduleHost}:${config.modulePort}`, admin: `${config.adminHost}:${config.adminPort}`, tls: tls ? (tls.clientCa ? "mtls" : "tls") : "off", adminAuth: config.adminToken !== undefined, filters: registry.list().map((f) => `${f.name}:${f.status}`) }, "control plane ready");
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {

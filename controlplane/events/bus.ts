@@ -11,7 +11,9 @@ export type ControlPlaneEventBody =
   | { type: "xds.nacked"; node: string; stream: number; typeUrl: string; version: string; message: string }
   | { type: "xds.cache_miss_resend"; node: string; stream: number; shas: string[] }
   | { type: "client.connected"; node: string; cluster: string; stream: number; peer: string }
-  | { type: "client.disconnected"; node: string; cluster: string; stream: number };
+  | { type: "client.disconnected"; node: string; cluster: string; stream: number }
+  /** A module download the module server finished sending (GET only; HEAD and aborted ones are not). */
+  | { type: "module.served"; sha256: string; node: string; bytes: number };
 
 export type ControlPlaneEvent = ControlPlaneEventBody & { seq: number; at: string };
 export type EventListener = (event: ControlPlaneEvent) => void;
@@ -44,6 +46,11 @@ export class EventBus {
   /** Events after `seq` still held (all held ones by default). */
   since(seq = 0): ControlPlaneEvent[] {
     return this.recentEvents.filter((e) => e.seq > seq);
+  }
+
+  /** How many listeners are subscribed (an SSE client that went away must not stay one). */
+  get subscriberCount(): number {
+    return this.listeners.size;
   }
 
   subscribe(listener: EventListener): () => void {

@@ -1,3 +1,5 @@
+import swagger from "@fastify/swagger";
+import swaggerUi from "@fastify/swagger-ui";
 import Fastify, { type FastifyBaseLogger } from "fastify";
 import type { Logger } from "pino";
 import type { AdminDeps } from "./admin-deps.ts";
@@ -17,8 +19,18 @@ export function createAdminApi(deps: AdminDeps, log: Logger, opts: { token?: str
   // JSON bodies are small; the module upload route raises its own limit.
   // Typed as fastify's base logger so route plugins take a plain FastifyInstance.
   const loggerInstance: FastifyBaseLogger = log.child({ component: "admin" });
-  const app = Fastify({ loggerInstance, bodyLimit: 1024 * 1024 });
+  // Strict validation: unknown fields are rejected, not silently dropped, and types are not coerced.
+  const app = Fastify({ loggerInstance, bodyLimit: 1024 * 1024, ajv: { customOptions: { removeAdditional: false, coerceTypes: false } } });
   installAuth(app, opts.token);
+  // Every route carries a JSON schema; the OpenAPI document and its UI are served at /docs.
+  void app.register(swagger, {
+    openapi: {
+      info: { title: "wasm-xds admin API", version: "1", description: "Filters, Envoys, events and metrics of the wasm-xds control plane." },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+      security: opts.token ? [{ bearer: [] }] : [],
+    },
+  });
+  void app.register(swaggerUi, { routePrefix: "/docs" });
   void app.register(statusRoutes, deps);
   void app.register(filterRoutes, deps);
   void app.register(eventRoutes, deps);

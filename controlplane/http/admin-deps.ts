@@ -2,7 +2,7 @@ import type { EventBus } from "../events/bus.ts";
 import type { FilterRegistry } from "../registry/filter-registry.ts";
 import type { OperatorState } from "../state/operator-state.ts";
 import type { ClientRegistry } from "../xds/client-status.ts";
-import type { Snapshot } from "../xds/snapshot.ts";
+import type { EncodedResource, Snapshot } from "../xds/snapshot.ts";
 
 /** What the admin API reads; it mutates only operator state (and, through it, snapshots). */
 export interface AdminDeps {
@@ -13,6 +13,8 @@ export interface AdminDeps {
   events: EventBus;
   /** The snapshot Envoys are served (undefined before the first publish). */
   snapshot: () => Snapshot | undefined;
+  /** A served resource by version, current or recent (to tell which module an Envoy ACKed). */
+  resourceAt: (typeUrl: string, name: string, version: string) => EncodedResource | undefined;
   /** True once the first scan and build of the filters dir finished. */
   ready: () => boolean;
 }

@@ -1,7 +1,9 @@
 import Fastify from "fastify";
 import type { Logger } from "pino";
+import type { EventBus } from "../events/bus.ts";
 import type { FetchTracker } from "../registry/fetch-tracker.ts";
 import type { FilterRegistry } from "../registry/filter-registry.ts";
+import type { TlsMaterial } from "../tls.ts";
 
 const MODULE_FILE = /^([0-9a-f]{64})\.wasm$/;
 
@@ -9,8 +11,10 @@ const MODULE_FILE = /^([0-9a-f]{64})\.wasm$/;
  * Serves modules by content address. The URL only selects a key in the in-memory registry;
  * nothing from it ever becomes a file-system path.
  */
-export function createModuleServer(registry: FilterRegistry, fetches: FetchTracker, log: Logger) {
-  const app = Fastify({ loggerInstance: log.child({ component: "module-server" }) });
+export function createModuleServer(registry: FilterRegistry, fetches: FetchTracker, log: Logger, opts: { tls?: TlsMaterial; events?: EventBus } = {}) {
+  // HTTPS with the server certificate when CP_TLS_CERT is set (Envoy's module cluster then speaks
+  // TLS, see xds/resources.ts); `https: null` is plain HTTP, so one instance type for both.
+  const app = Fastify({ loggerInstance: log.child({ component: "module-server" }), https: opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : null });
   // GET also answers HEAD (fastify's exposeHeadRoutes), with the same headers and no body.
   app.get<{ Params: { file: string }; Querystring: { node?: string } }>("/modules/:file", async (req, reply) => {
     const sha256 = MODULE_FILE.exec(req.params.file)?.[1];
@@ -30,6 +34,7 @@ export function createModuleServer(registry: FilterRegistry, fetches: FetchTrack
       let finished = false;
       reply.raw.once("finish", () => (finished = true));
       reply.raw.once("close", () => fetches.completed(node, sha256, finished && !socket?.errored));
+      reply.raw.once("close", () => { if (finished && !socket?.errored) opts.events?.emit({ type: "module.served", sha256, node, bytes: bytes.byteLength }); });
     }
     return reply
       .type("application/wasm")

@@ -1,4 +1,4 @@
-import type { OperatorState } from "../state/operator-state.ts";
+import type { FailPolicy, OperatorState, Targets } from "../state/operator-state.ts";
 import type { BuildStatus, FilterRegistry } from "./filter-registry.ts";
 
 export const DEFAULT_ORDER = 100;
@@ -16,6 +16,12 @@ export interface EffectiveFilter {
   /** When the module Envoy runs was built, and how long that build took. */
   builtAt?: string;
   buildMs?: number;
+  size?: number;
+  failPolicy: FailPolicy;
+  /** Undefined: every Envoy runs it. */
+  targets?: Targets;
+  /** Set while a rollback pins an older module (then sha256 is that module). */
+  pinnedSha256?: string;
 }
 
 /** Operator choice wins over the manifest, the manifest over the defaults; sorted by (order, name). */
@@ -28,15 +34,22 @@ export function effectiveFilters(registry: FilterRegistry, state: OperatorState)
         enabled: choice.enabled ?? entry.defaults.enabled ?? true,
         order: choice.order ?? entry.defaults.order ?? DEFAULT_ORDER,
         status: entry.status,
+        failPolicy: choice.failPolicy ?? "closed",
       };
+      if (choice.targets && (choice.targets.clusters.length > 0 || choice.targets.nodes.length > 0)) f.targets = choice.targets;
       const configuration = choice.configuration ?? entry.defaults.configuration;
       if (configuration !== undefined) f.configuration = configuration;
       if (entry.error !== undefined) f.error = entry.error;
-      if (entry.module) {
-        f.sha256 = entry.module.sha256;
-        f.rootId = entry.module.rootId;
-        f.builtAt = entry.module.builtAt;
-        f.buildMs = entry.module.buildMs;
+      // A pin selects a retained older module; if it has been evicted the pin is moot.
+      const pinned = choice.pinnedSha256 ? registry.historyOf(entry.name).find((m) => m.sha256 === choice.pinnedSha256) : undefined;
+      const module = pinned ?? entry.module;
+      if (pinned) f.pinnedSha256 = pinned.sha256;
+      if (module) {
+        f.sha256 = module.sha256;
+        f.rootId = module.rootId;
+        f.builtAt = module.builtAt;
+        f.buildMs = module.buildMs;
+        f.size = module.size;
       }
       return f;
     })

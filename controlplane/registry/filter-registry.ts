@@ -11,6 +11,8 @@ export interface GoodModule {
   size: number;
   builtAt: string;
   buildMs: number;
+  /** Built from the filter's source, or uploaded prebuilt through the API. */
+  source: "build" | "upload";
 }
 
 export type BuildStatus = "ok" | "building" | "error";
@@ -27,8 +29,11 @@ export interface FilterEntry {
 
 export type RegistryListener = () => void;
 
-/** Older builds kept servable per filter, so an Envoy still fetching one is not cut off. */
-const RETAINED_BUILDS_PER_FILTER = 4;
+/**
+ * Good modules kept servable per filter (the current one included): an Envoy still fetching an
+ * older one is not cut off, and an operator can roll back to any of them.
+ */
+export const RETAINED_BUILDS_PER_FILTER = 4;
 
 /**
  * Filters, their build status and their modules by sha256. The build writes here; the module
@@ -37,7 +42,8 @@ const RETAINED_BUILDS_PER_FILTER = 4;
 export class FilterRegistry {
   private readonly entries = new Map<string, FilterEntry>();
   private readonly modules = new Map<string, Uint8Array>();
-  private readonly history = new Map<string, string[]>();
+  /** Per filter, its retained good modules, oldest first. */
+  private readonly history = new Map<string, GoodModule[]>();
   private readonly listeners = new Set<RegistryListener>();
 
   list(): FilterEntry[] {
@@ -52,6 +58,11 @@ export class FilterRegistry {
     return this.modules.get(sha256);
   }
 
+  /** The filter's retained good modules, oldest first (the current one last). */
+  historyOf(name: string): GoodModule[] {
+    return [...(this.history.get(name) ?? [])];
+  }
+
   buildStarted(name: string): void {
     const entry = this.entries.get(name);
     if (entry) entry.status = "building";
@@ -59,19 +70,15 @@ export class FilterRegistry {
     this.emit();
   }
 
-  buildSucceeded(name: string, wasm: Uint8Array, module: Omit<GoodModule, "size" | "builtAt">, defaults: FilterDefaults): void {
+  buildSucceeded(name: string, wasm: Uint8Array, module: Omit<GoodModule, "size" | "builtAt" | "source"> & { source?: GoodModule["source"] }, defaults: FilterDefaults): void {
     this.modules.set(module.sha256, wasm);
-    const kept = (this.history.get(name) ?? []).filter((s) => s !== module.sha256);
-    kept.push(module.sha256);
+    const good: GoodModule = { source: "build", ...module, size: wasm.byteLength, builtAt: new Date().toISOString() };
+    const kept = (this.history.get(name) ?? []).filter((m) => m.sha256 !== module.sha256);
+    kept.push(good);
     const evicted = kept.splice(0, Math.max(0, kept.length - RETAINED_BUILDS_PER_FILTER));
     this.history.set(name, kept);
-    for (const sha of evicted) this.forget(sha);
-    this.entries.set(name, {
-      name,
-      status: "ok",
-      module: { ...module, size: wasm.byteLength, builtAt: new Date().toISOString() },
-      defaults,
-    });
+    for (const m of evicted) this.forget(m.sha256);
+    this.entries.set(name, { name, status: "ok", module: good, defaults });
     this.emit();
   }
 
@@ -86,9 +93,9 @@ export class FilterRegistry {
 
   removed(name: string): void {
     if (!this.entries.delete(name)) return;
-    const shas = this.history.get(name) ?? [];
+    const kept = this.history.get(name) ?? [];
     this.history.delete(name);
-    for (const sha of shas) this.forget(sha);
+    for (const m of kept) this.forget(m.sha256);
     this.emit();
   }
 
@@ -99,7 +106,7 @@ export class FilterRegistry {
 
   private forget(sha256: string): void {
     // Two filters may build to identical bytes; keep the module while any filter holds it.
-    for (const [, shas] of this.history) if (shas.includes(sha256)) return;
+    for (const [, kept] of this.history) if (kept.some((m) => m.sha256 === sha256)) return;
     this.modules.delete(sha256);
   }
 

@@ -6,6 +6,19 @@ export interface FilterChoice {
   enabled?: boolean;
   order?: number;
   configuration?: string;
+  /** "open": a filter without a working VM is skipped; "closed" (default): requests get 503. */
+  failPolicy?: FailPolicy;
+  /** Which Envoys run the filter (by node cluster or id); absent or empty = all. */
+  targets?: Targets;
+  /** A previous module pinned by a rollback, until the next successful build or an unpin. */
+  pinnedSha256?: string;
+}
+
+export type FailPolicy = "open" | "closed";
+
+export interface Targets {
+  clusters: string[];
+  nodes: string[];
 }
 
 export interface OperatorStateData {
@@ -45,9 +58,13 @@ export class OperatorState {
     return this.data.filters[name] ?? {};
   }
 
-  /** Applies a change, persists it, then tells listeners (so a snapshot only follows saved state). */
+  /**
+   * Applies a change, persists it, then tells listeners (so a snapshot only follows saved state).
+   * A field set to `undefined` in `change` is cleared.
+   */
   async update(name: string, change: FilterChoice): Promise<void> {
-    const next = { ...this.choice(name), ...change };
+    const next: FilterChoice = { ...this.choice(name), ...change };
+    for (const key of Object.keys(next) as (keyof FilterChoice)[]) if (next[key] === undefined) delete next[key];
     this.data = { filters: { ...this.data.filters, [name]: next } };
     await this.persist();
     for (const listener of this.listeners) listener();
@@ -82,6 +99,13 @@ function parseState(raw: unknown): OperatorStateData {
     if (typeof v.enabled === "boolean") choice.enabled = v.enabled;
     if (typeof v.order === "number" && Number.isInteger(v.order)) choice.order = v.order;
     if (typeof v.configuration === "string") choice.configuration = v.configuration;
+    if (v.failPolicy === "open" || v.failPolicy === "closed") choice.failPolicy = v.failPolicy;
+    if (typeof v.pinnedSha256 === "string" && /^[0-9a-f]{64}$/.test(v.pinnedSha256)) choice.pinnedSha256 = v.pinnedSha256;
+    const t = v.targets as { clusters?: unknown; nodes?: unknown } | undefined;
+    if (t && typeof t === "object") {
+      const strings = (x: unknown): string[] => (Array.isArray(x) ? x.filter((e): e is string => typeof e === "string") : []);
+      choice.targets = { clusters: strings(t.clusters), nodes: strings(t.nodes) };
+    }
     filters[name] = choice;
   }
   return { filters };

@@ -70,10 +70,10 @@ export class SnapshotCache {
 
   /**
    * Replaces the snapshots of the given groups at once (others are dropped and rebuilt on
-   * demand), then wakes every stream, which diffs its own snapshot against what it sent.
+   * demand), then wakes every stream, which diffs its own snapshot against what it saw.
    * Returns the types whose version changed in any group.
    */
-  publish(snapshots: ReadonlyMap<string, Snapshot>): string[] {
+  publish(snapshots: ReadonlyMap<string, Snapshot>, beforeWake?: (changed: string[]) => void): string[] {
     const changed = new Set<string>();
     for (const [group, next] of snapshots) {
       for (const t of changedTypes(this.byGroup.get(group), next)) changed.add(t);
@@ -82,8 +82,13 @@ export class SnapshotCache {
     for (const group of this.byGroup.keys()) if (!snapshots.has(group)) changed.add("*");
     this.byGroup.clear();
     for (const [group, next] of snapshots) this.byGroup.set(group, next);
-    if (changed.size > 0) for (const listener of this.listeners) listener();
-    return [...changed].filter((t) => t !== "*");
+    // Always wake streams: a targeting change can move an Envoy to another group even when no
+    // group's snapshot changed; each stream diffs its own snapshot, so a no-op costs little.
+    const result = [...changed].filter((t) => t !== "*");
+    // Announced (snapshot.published) before the streams push what changed, so events keep causal order.
+    beforeWake?.(result);
+    for (const listener of this.listeners) listener();
+    return result;
   }
 
   /** Replaces one group's snapshot (the default one by default). */
@@ -126,6 +131,11 @@ export class SnapshotCache {
       if (this.accepted.has(key) && !this.rejected.has(key)) return r;
     }
     return undefined;
+  }
+
+  /** A remembered resource by its version (what an Envoy ACKed may be older than the snapshot). */
+  resourceAt(typeUrl: string, name: string, version: string): EncodedResource | undefined {
+    return this.history.get(`${typeUrl}\n${name}`)?.find((r) => r.version === version);
   }
 
   private remember(snapshot: Snapshot): void {

@@ -17,6 +17,8 @@ export interface TypeStatus {
   sentVersion?: string;
   sentNonce?: string;
   ackedVersion?: string;
+  /** Per resource, the version this Envoy ACKed (so the API can say which module it runs). */
+  ackedResources?: Record<string, string>;
   lastNack?: NackRecord;
 }
 
@@ -99,6 +101,7 @@ function typeView(t: TypeStatus, streamId: number): Record<string, unknown> {
     resourceNames: t.resourceNames,
     sentVersion: t.sentVersion ?? null,
     ackedVersion: t.ackedVersion ?? null,
+    ackedResources: t.ackedResources ?? {},
     lastNack: t.lastNack ?? null,
   };
 }

@@ -108,6 +108,9 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
       if (req.error_detail) this.onNack(sub, nonce, answered, req.error_detail.message ?? "");
       else {
         sub.status.ackedVersion = answered.version;
+        const acked = { ...sub.status.ackedResources };
+        answered.names.forEach((n, i) => (acked[n] = answered.versions[i]!));
+        sub.status.ackedResources = acked;
         this.deps.registry.acked(this.client, typeUrl, answered.version);
         this.recordAck(typeUrl, answered.names.map((name, i) => ({ name, version: answered.versions[i]! })));
         if (typeUrl === EXTENSION_CONFIG) this.ecds.markWarm(answered.names);

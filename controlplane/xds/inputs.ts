@@ -1,10 +1,11 @@
 import type { EffectiveFilter } from "../registry/effective.ts";
-import type { FilterResourceSpec, HostPort, ResourceInputs } from "./resources.ts";
+import type { FilterResourceSpec, HostPort, ModuleTls, ResourceInputs } from "./resources.ts";
 
 export interface NetworkInputs {
   listener: { address: string; port: number };
   upstream: HostPort;
   moduleServer: HostPort;
+  moduleTls?: ModuleTls;
 }
 
 /** Only filters with a good module go to Envoy; one that never built stays out of the chain. */
@@ -14,6 +15,7 @@ export function resourceInputs(net: NetworkInputs, filters: readonly EffectiveFi
     if (!f.sha256 || !f.rootId) continue;
     const spec: FilterResourceSpec = { name: f.name, sha256: f.sha256, rootId: f.rootId, enabled: f.enabled };
     if (f.configuration !== undefined) spec.configuration = f.configuration;
+    if (f.failPolicy === "open") spec.failOpen = true;
     specs.push(spec);
   }
   return { ...net, filters: specs };

@@ -20,6 +20,7 @@ const RESOURCE_PROTOS = [
   "envoy/extensions/filters/http/router/v3/router.proto",
   "envoy/extensions/filters/http/wasm/v3/wasm.proto",
   "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
+  "envoy/extensions/transport_sockets/tls/v3/tls.proto",
   "envoy/service/discovery/v3/discovery.proto",
   "google/protobuf/wrappers.proto",
 ];

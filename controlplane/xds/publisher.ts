@@ -1,16 +1,27 @@
-import { effectiveFilters } from "../registry/effective.ts";
+import { effectiveFilters, type EffectiveFilter } from "../registry/effective.ts";
 import type { FilterRegistry } from "../registry/filter-registry.ts";
 import type { OperatorState } from "../state/operator-state.ts";
-import type { SnapshotCache } from "./cache.ts";
+import { DEFAULT_GROUP, type NodeKey, type SnapshotCache } from "./cache.ts";
 import { resourceInputs, type NetworkInputs } from "./inputs.ts";
 import { buildResources } from "./resources.ts";
-import { encodeSnapshot } from "./snapshot.ts";
+import { encodeSnapshot, type Snapshot } from "./snapshot.ts";
+
+/** Targeted filters a node runs; the group key is their sorted names ("" = none = default). */
+function groupKey(targeted: readonly EffectiveFilter[], node: NodeKey): string {
+  return targeted
+    .filter((f) => f.targets!.clusters.includes(node.cluster) || f.targets!.nodes.includes(node.id))
+    .map((f) => f.name)
+    .sort()
+    .join(",");
+}
 
 /**
- * Turns (registry, state) into the cache's snapshot whenever either changes: the one place
- * where data crosses from "what we have" to "what Envoy gets". Until `start()` (the first full
- * build of the filters dir) nothing is published, so a restarted control plane never hands a
- * reconnecting Envoy a half-built snapshot.
+ * Turns (registry, state) into the cache's snapshots whenever either changes: the one place
+ * where data crosses from "what we have" to "what Envoy gets". Untargeted filters go to every
+ * Envoy; a targeted one only to Envoys whose node cluster or id it names, so Envoys are grouped
+ * by the set of targeted filters they run, and a group's snapshot is built when first needed.
+ * Until `start()` (the first full build of the filters dir) nothing is published, so a
+ * restarted control plane never hands a reconnecting Envoy a half-built snapshot.
  */
 export class SnapshotPublisher {
   private started = false;
@@ -34,8 +45,19 @@ export class SnapshotPublisher {
   private publish(): void {
     if (!this.started) return;
     const filters = effectiveFilters(this.registry, this.state);
-    const snapshot = encodeSnapshot(buildResources(resourceInputs(this.net, filters)), this.cache.get());
-    const changed = this.cache.set(snapshot);
-    if (changed.length > 0) this.onPublished(changed);
+    const targeted = filters.filter((f) => f.targets !== undefined);
+    const build = (group: string, previous?: Snapshot): Snapshot => {
+      const names = new Set(group === DEFAULT_GROUP ? [] : group.split(","));
+      const chosen = filters.filter((f) => f.targets === undefined || names.has(f.name));
+      return encodeSnapshot(buildResources(resourceInputs(this.net, chosen)), previous);
+    };
+    this.cache.setPolicy({ groupOf: (node) => groupKey(targeted, node), build: (group) => build(group, this.cache.get()) });
+    const next = new Map<string, Snapshot>();
+    for (const group of new Set([DEFAULT_GROUP, ...this.cache.groups()])) {
+      next.set(group, build(group, this.cache.groups().includes(group) ? this.cache.get(group) : undefined));
+    }
+    this.cache.publish(next, (changed) => {
+      if (changed.length > 0) this.onPublished(changed);
+    });
   }
 }

@@ -7,8 +7,17 @@ export interface ResourceInputs {
   listener: { address: string; port: number };
   upstream: HostPort;
   moduleServer: HostPort;
+  /** The module server speaks HTTPS (CP_TLS_CERT): how Envoy verifies it. Absent: plain HTTP. */
+  moduleTls?: ModuleTls;
   /** Filters that have a good module, in chain order. */
   filters: readonly FilterResourceSpec[];
+}
+
+export interface ModuleTls {
+  /** CA file Envoy trusts for the module server, as a path on Envoy's machine (CP_MODULE_TLS_CA_FOR_ENVOY). */
+  caFile: string;
+  /** The module server's host (CP_MODULE_ADDRESS): SNI when a name, and the SAN its certificate must carry. */
+  sni: string;
 }
 
 export interface HostPort {
@@ -22,6 +31,8 @@ export interface FilterResourceSpec {
   rootId: string;
   enabled: boolean;
   configuration?: string;
+  /** Skip the filter (rather than answer 503) when its VM cannot run. */
+  failOpen?: boolean;
 }
 
 export const LISTENER_NAME = "wasm_listener";
@@ -84,16 +95,16 @@ export function isVariantResource(r: ResourceObject | VariantResource): r is Var
 export function buildResources(inputs: ResourceInputs): ResourceSet {
   const set: ResourceSet = new Map();
   const upstreams = [{ name: UPSTREAM_CLUSTER, target: inputs.upstream }, { name: MODULE_CLUSTER, target: inputs.moduleServer }];
-  set.set(CLUSTER, new Map(upstreams.map(({ name, target }) => [name, bySource((source) => cluster(name, target, source))])));
+  set.set(CLUSTER, new Map(upstreams.map(({ name, target }) => [name, bySource((source) => cluster(name, target, source, name === MODULE_CLUSTER ? inputs.moduleTls : undefined))])));
   // An IP upstream's endpoints come over EDS (so they can change without a CDS update);
   // a DNS name is resolved by Envoy itself.
   set.set(ENDPOINT, new Map(upstreams.filter(({ target }) => net.isIP(target.host)).map(({ name, target }) => [name, loadAssignment(name, target)])));
   set.set(LISTENER, new Map([[LISTENER_NAME, bySource((source) => listener(inputs, source))]]));
   set.set(ROUTE, byName([routeConfiguration(inputs.filters)]));
   set.set(EXTENSION_CONFIG, new Map(inputs.filters.map((f) => [f.name, {
-    canonical: extensionConfig(f, inputs.moduleServer, CANONICAL_VARIANT),
+    canonical: extensionConfig(f, inputs.moduleServer, CANONICAL_VARIANT, inputs.moduleTls !== undefined),
     key: (v: DeliveryVariant) => `${v.nodeId}\n${v.nackOnCacheMiss}`,
-    render: (v: DeliveryVariant) => extensionConfig(f, inputs.moduleServer, v),
+    render: (v: DeliveryVariant) => extensionConfig(f, inputs.moduleServer, v, inputs.moduleTls !== undefined),
   }])));
   return set;
 }
@@ -108,9 +119,9 @@ function byName(resources: ResourceObject[]): Map<string, ResourceObject> {
   return new Map(resources.map((r) => [r.name as string, r]));
 }
 
-export function moduleUrl(moduleServer: HostPort, sha256: string, nodeId = ""): string {
+export function moduleUrl(moduleServer: HostPort, sha256: string, nodeId = "", https = false): string {
   const query = nodeId === "" ? "" : `?node=${encodeURIComponent(nodeId)}`;
-  return `http://${hostPort(moduleServer)}/modules/${sha256}.wasm${query}`;
+  return `${https ? "https" : "http"}://${hostPort(moduleServer)}/modules/${sha256}.wasm${query}`;
 }
 
 function hostPort({ host, port }: HostPort): string {
@@ -124,12 +135,35 @@ function loadAssignment(name: string, target: HostPort): ResourceObject {
   };
 }
 
-function cluster(name: string, target: HostPort, source: ConfigSourceKind): ResourceObject {
-  if (net.isIP(target.host)) {
-    return { name, type: "EDS", connect_timeout: { seconds: 2 }, eds_cluster_config: { eds_config: configSource(source) } };
-  }
-  // A name (the compose service, host.docker.internal) needs Envoy's resolver.
-  return { name, type: "STRICT_DNS", connect_timeout: { seconds: 2 }, load_assignment: loadAssignment(name, target) };
+function cluster(name: string, target: HostPort, source: ConfigSourceKind, tls?: ModuleTls): ResourceObject {
+  const c: ResourceObject = net.isIP(target.host)
+    ? { name, type: "EDS", connect_timeout: { seconds: 2 }, eds_cluster_config: { eds_config: configSource(source) } }
+    // A name (the compose service, host.docker.internal) needs Envoy's resolver.
+    : { name, type: "STRICT_DNS", connect_timeout: { seconds: 2 }, load_assignment: loadAssignment(name, target) };
+  if (tls) c.transport_socket = moduleTransportSocket(tls);
+  return c;
+}
+
+/**
+ * TLS from Envoy to the module server (only the module cluster gets `tls`). Envoy checks the
+ * chain against `caFile` and, since a trusted CA alone would accept any host it signed, the
+ * certificate's SAN against the module host (DNS name or IP). SNI is sent for a name only:
+ * RFC 6066 forbids IP literals there. Both values come from config, so versions stay
+ * content hashes of the same bytes on every replica.
+ */
+function moduleTransportSocket(tls: ModuleTls): ResourceObject {
+  const isIp = net.isIP(tls.sni) !== 0;
+  const context: ResourceObject = {
+    "@type": `${TYPE_PREFIX}envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`,
+    common_tls_context: {
+      validation_context: {
+        trusted_ca: { filename: tls.caFile },
+        match_typed_subject_alt_names: [{ san_type: isIp ? "IP_ADDRESS" : "DNS", matcher: { exact: tls.sni } }],
+      },
+    },
+  };
+  if (!isIp) context.sni = tls.sni;
+  return { name: "envoy.transport_sockets.tls", typed_config: context };
 }
 
 function listener(inputs: ResourceInputs, source: ConfigSourceKind): ResourceObject {
@@ -178,7 +212,7 @@ function routeConfiguration(filters: readonly FilterResourceSpec[]): ResourceObj
   return { name: ROUTE_NAME, virtual_hosts: [virtualHost] };
 }
 
-function extensionConfig(filter: FilterResourceSpec, moduleServer: HostPort, variant: DeliveryVariant): ResourceObject {
+function extensionConfig(filter: FilterResourceSpec, moduleServer: HostPort, variant: DeliveryVariant, https: boolean): ResourceObject {
   const pluginConfig: ResourceObject = {
     name: filter.name,
     root_id: filter.rootId,
@@ -188,7 +222,7 @@ function extensionConfig(filter: FilterResourceSpec, moduleServer: HostPort, var
       nack_on_code_cache_miss: variant.nackOnCacheMiss,
       code: {
         remote: {
-          http_uri: { uri: moduleUrl(moduleServer, filter.sha256, variant.nodeId), cluster: MODULE_CLUSTER, timeout: { seconds: 10 } },
+          http_uri: { uri: moduleUrl(moduleServer, filter.sha256, variant.nodeId, https), cluster: MODULE_CLUSTER, timeout: { seconds: 10 } },
           sha256: filter.sha256,
           retry_policy: { num_retries: { value: 3 } },
         },
@@ -198,6 +232,9 @@ function extensionConfig(filter: FilterResourceSpec, moduleServer: HostPort, var
   if (filter.configuration !== undefined) {
     pluginConfig.configuration = { "@type": `${TYPE_PREFIX}google.protobuf.StringValue`, value: filter.configuration };
   }
+  // fail_open is deprecated in favour of failure_policy in newer protos; the protos we encode
+  // against (and Envoy 1.40) still honour it.
+  if (filter.failOpen) pluginConfig.fail_open = true;
   return {
     name: filter.name,
     typed_config: { "@type": WASM_FILTER_TYPE, config: pluginConfig },

@@ -71,6 +71,7 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
         st.ackedVersion = req.version_info ?? "";
         this.deps.registry.acked(this.client, typeUrl, st.ackedVersion);
         sub.ackedResources = new Map(sub.sentResources);
+        st.ackedResources = Object.fromEntries(sub.ackedResources);
         this.recordAck(typeUrl, [...sub.ackedResources].map(([name, version]) => ({ name, version })));
         if (typeUrl === EXTENSION_CONFIG) this.ecds.markWarm(st.resourceNames);
       }

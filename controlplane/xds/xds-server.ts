@@ -1,6 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import type { FetchTracker } from "../registry/fetch-tracker.ts";
+import type { TlsMaterial } from "../tls.ts";
 import type { NodeKey, SnapshotCache } from "./cache.ts";
 import type { ClientRegistry } from "./client-status.ts";
 import { DeltaSession } from "./delta-session.ts";
@@ -15,7 +16,7 @@ export interface XdsServerOptions {
   cache: SnapshotCache;
   clients: ClientRegistry;
   fetches: FetchTracker;
-  log: SessionLog & { error(obj: object, msg: string): void };
+  log: SessionLog & { error(obj: object, msg: string): void; debug?(obj: object, msg: string): void };
   /** Concurrent streams one HTTP/2 connection may open (Envoy uses one for ADS, a few per-type). */
   maxStreamsPerConnection?: number;
 }
@@ -102,6 +103,7 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
     };
     call.on("data", (req: Req) => {
       if (ended) return;
+      opts.log.debug?.({ stream: streamId, node: session.client.nodeId, variant, request: summarize(req) }, "xDS request");
       try {
         session.handleRequest(req);
       } catch (err) {
@@ -160,9 +162,29 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
   return server;
 }
 
-export function listenXds(server: grpc.Server, host: string, port: number): Promise<number> {
+/**
+ * Binds the xDS port: plaintext, or TLS with `tls` (CP_TLS_CERT, CP_TLS_KEY). With
+ * `tls.clientCa` (CP_TLS_CLIENT_CA) a client must present a certificate signed by it (mTLS):
+ * a handshake without one fails, so such an Envoy never opens a stream.
+ */
+/** The parts of a request worth a debug line (never the node's full metadata). */
+function summarize(req: unknown): Record<string, unknown> {
+  const r = req as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const k of ["type_url", "version_info", "response_nonce", "resource_names", "resource_names_subscribe", "resource_names_unsubscribe", "initial_resource_versions"]) {
+    if (r[k] !== undefined && !(Array.isArray(r[k]) && (r[k] as unknown[]).length === 0)) out[k] = r[k];
+  }
+  const err = r.error_detail as { message?: string } | null | undefined;
+  if (err) out.error = err.message;
+  return out;
+}
+
+export function listenXds(server: grpc.Server, host: string, port: number, tls?: TlsMaterial): Promise<number> {
+  const credentials = tls
+    ? grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], tls.clientCa !== undefined)
+    : grpc.ServerCredentials.createInsecure();
   return new Promise((resolve, reject) => {
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+    server.bindAsync(`${host}:${port}`, credentials, (err, bound) => {
       if (err) reject(new Error(`cannot listen for xDS on ${host}:${port}: ${err.message}`));
       else resolve(bound);
     });

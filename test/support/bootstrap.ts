@@ -7,6 +7,7 @@
  *   - ads_config.api_type    -> when given (GRPC | DELTA_GRPC)
  *   - xds_cluster failover   -> when xdsFailoverPorts is given: one more endpoint per port, each
  *                               at the next priority, and a TCP health check (see the option)
+ *   - xds_cluster TLS        -> when tls is given: a transport_socket (TLS, optionally mTLS)
  * The YAML document model keeps the template's comments in the rendered file.
  */
 import fs from "node:fs";
@@ -46,6 +47,24 @@ export interface BootstrapOpts {
    * over to the next one when it dies. Absent or empty: the single endpoint, no health check.
    */
   xdsFailoverPorts?: number[];
+  /**
+   * Talk to the control plane over TLS (CP_TLS_CERT on its side): xds_cluster gets an
+   * `envoy.transport_sockets.tls` UpstreamTlsContext that trusts `caFile`, checks the server
+   * certificate's SAN against `sni` (or xdsHost: an IP SAN for an IP), offers ALPN h2 (gRPC
+   * servers insist on it) and, with `certFile` + `keyFile`, presents a client certificate (mTLS,
+   * CP_TLS_CLIENT_CA). Absent: plaintext, as the template ships.
+   */
+  tls?: XdsTlsOpts;
+}
+
+export interface XdsTlsOpts {
+  /** PEM CA that signed the control plane's certificate. */
+  caFile: string;
+  /** Client certificate chain (PEM) for mTLS; with keyFile, or neither. */
+  certFile?: string;
+  keyFile?: string;
+  /** SNI sent and SAN expected (default: xdsHost). */
+  sni?: string;
 }
 
 const XDS_CLUSTER = "xds_cluster";
@@ -118,6 +137,8 @@ export function renderBootstrap(opts: BootstrapOpts): string {
     }]));
   }
 
+  if (opts.tls) doc.setIn([...cluster, "transport_socket"], doc.createNode(xdsTransportSocket(opts.tls, xdsHost)));
+
   expectPath(doc, ["admin", "address", "socket_address", "address"]);
   doc.setIn(["admin", "address", "socket_address", "address"], "127.0.0.1");
   doc.setIn(["admin", "address", "socket_address", "port_value"], adminPort);
@@ -148,6 +169,31 @@ export function renderBootstrap(opts: BootstrapOpts): string {
     ` Overrides: ${JSON.stringify({ ...opts, xdsHost, adminPort })}\n`;
   doc.commentBefore = doc.commentBefore ? `${header}\n${doc.commentBefore}` : header;
   return doc.toString({ lineWidth: 0 });
+}
+
+function xdsTransportSocket(tls: XdsTlsOpts, xdsHost: string): Record<string, unknown> {
+  if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
+    throw new Error("renderBootstrap: tls.certFile and tls.keyFile go together");
+  }
+  const peer = tls.sni ?? xdsHost;
+  const isIp = net.isIP(peer) !== 0;
+  const common: Record<string, unknown> = {
+    alpn_protocols: ["h2"],
+    validation_context: {
+      trusted_ca: { filename: tls.caFile },
+      match_typed_subject_alt_names: [{ san_type: isIp ? "IP_ADDRESS" : "DNS", matcher: { exact: peer } }],
+    },
+  };
+  if (tls.certFile !== undefined && tls.keyFile !== undefined) {
+    common.tls_certificates = [{ certificate_chain: { filename: tls.certFile }, private_key: { filename: tls.keyFile } }];
+  }
+  const context: Record<string, unknown> = {
+    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+    common_tls_context: common,
+  };
+  // RFC 6066: no IP literals in SNI.
+  if (!isIp) context.sni = peer;
+  return { name: "envoy.transport_sockets.tls", typed_config: context };
 }
 
 /** Writes the rendered bootstrap to `<dir>/<fileName>` (default envoy.yaml) and returns its path. */

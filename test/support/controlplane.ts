@@ -26,6 +26,8 @@ export interface ControlPlaneOptions {
    * module server, 127.0.0.1:<ports.modules>). Replicas share one, as behind a load balancer.
    */
   moduleAddress?: string;
+  /** Further CP_* variables (e.g. CP_TLS_CERT, CP_ADMIN_TOKEN); they win over the ones above. */
+  env?: Record<string, string>;
 }
 
 export interface FilterView {
@@ -84,6 +86,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     CP_MODULE_ADDRESS: opts.moduleAddress ?? `127.0.0.1:${opts.ports.modules}`,
     CP_FILTERS_DIR: opts.filtersDir,
     CP_STATE_FILE: opts.stateFile,
+    CP_LOG_LEVEL: process.env.CP_LOG_LEVEL ?? "info",
+    ...opts.env,
   };
   const child = spawn(process.execPath, ["--import", "tsx", repoPath("controlplane", "main.ts")], {
     cwd: repoPath(),

@@ -21,7 +21,14 @@ const ALL_VARIABLES = [
   "CP_FILTERS_DIR",
   "CP_STATE_FILE",
   "CP_LOG_LEVEL",
+  "CP_ADMIN_TOKEN",
+  "CP_TLS_CERT",
+  "CP_TLS_KEY",
+  "CP_TLS_CLIENT_CA",
+  "CP_MODULE_TLS_CA_FOR_ENVOY",
 ];
+
+const TOKEN = "0123456789abcdef0123";
 
 function config(argv: string[] = [], env: NodeJS.ProcessEnv = {}): Config {
   const c = loadConfig(argv, env);
@@ -84,6 +91,7 @@ describe("loadConfig", () => {
       CP_FILTERS_DIR: "/tmp/filters",
       CP_STATE_FILE: "relative/state.json",
       CP_LOG_LEVEL: "debug",
+      CP_ADMIN_TOKEN: TOKEN,
     });
     assert.deepEqual(c, {
       xdsHost: "127.0.0.1",
@@ -99,6 +107,7 @@ describe("loadConfig", () => {
       filtersDir: "/tmp/filters",
       stateFile: path.resolve("relative/state.json"),
       logLevel: "debug",
+      adminToken: TOKEN,
     });
   });
 
@@ -107,7 +116,7 @@ describe("loadConfig", () => {
   });
 
   test("flags win over environment variables", () => {
-    const env = { CP_XDS_PORT: "1111", CP_UPSTREAM: "env:1", CP_LOG_LEVEL: "warn", CP_ADMIN_HOST: "10.0.0.1" };
+    const env = { CP_XDS_PORT: "1111", CP_UPSTREAM: "env:1", CP_LOG_LEVEL: "warn", CP_ADMIN_HOST: "10.0.0.1", CP_ADMIN_TOKEN: TOKEN };
     const c = config(["--xds-port", "2222", "--upstream=flag:2", "--log-level", "error"], env);
     assert.equal(c.xdsPort, 2222);
     assert.deepEqual(c.upstream, { host: "flag", port: 2 });
@@ -120,12 +129,14 @@ describe("loadConfig", () => {
       "--xds-port", "1", "--xds-host", "h1", "--module-port", "2", "--module-host", "h2",
       "--admin-port", "3", "--admin-host", "h3", "--listener-port", "4", "--listener-address", "10.1.2.3",
       "--upstream", "up:5", "--module-address", "mod:6", "--filters-dir", "/f", "--state-file", "/s.json",
-      "--log-level", "trace",
+      "--log-level", "trace", "--admin-token", TOKEN, "--tls-cert", "/c.pem", "--tls-key", "/k.pem",
+      "--tls-client-ca", "/ca.pem", "--module-tls-ca-for-envoy", "/envoy/ca.pem",
     ]);
     assert.deepEqual(c, {
       xdsPort: 1, xdsHost: "h1", modulePort: 2, moduleHost: "h2", adminPort: 3, adminHost: "h3",
       listenerPort: 4, listenerAddress: "10.1.2.3", upstream: { host: "up", port: 5 },
       moduleAddress: { host: "mod", port: 6 }, filtersDir: "/f", stateFile: "/s.json", logLevel: "trace",
+      adminToken: TOKEN, tls: { certFile: "/c.pem", keyFile: "/k.pem", clientCaFile: "/ca.pem", moduleCaForEnvoy: "/envoy/ca.pem" },
     });
   });
 
@@ -174,6 +185,47 @@ describe("loadConfig", () => {
     assert.match(configError(["--bogus"], {}, /--bogus/), /--help/);
     configError(["--xds-port"], {}, /--xds-port/);
     configError(["stray"], {}, /stray/);
+  });
+});
+
+describe("admin token and TLS settings", () => {
+  test("a non-loopback admin address without CP_ADMIN_TOKEN refuses to start, naming both variables", () => {
+    for (const host of ["0.0.0.0", "::", "10.0.0.1", "admin.example.com"]) {
+      const message = configError([], { CP_ADMIN_HOST: host }, /^CP_ADMIN_HOST=/);
+      assert.match(message, /CP_ADMIN_TOKEN/);
+    }
+    configError(["--admin-host", "0.0.0.0"], {}, /CP_ADMIN_TOKEN/);
+  });
+
+  test("loopback admin addresses need no token", () => {
+    for (const host of ["127.0.0.1", "127.1.2.3", "::1", "localhost", "::ffff:127.0.0.1"]) {
+      assert.equal(config([], { CP_ADMIN_HOST: host }).adminToken, undefined, host);
+    }
+  });
+
+  test("a token is accepted on any address and kept; a weak or unsendable one is refused", () => {
+    assert.equal(config([], { CP_ADMIN_HOST: "0.0.0.0", CP_ADMIN_TOKEN: TOKEN }).adminToken, TOKEN);
+    assert.equal(config([], { CP_ADMIN_TOKEN: TOKEN }).adminToken, TOKEN, "on loopback too");
+    const short = configError([], { CP_ADMIN_TOKEN: "short" }, /^CP_ADMIN_TOKEN: /);
+    assert.ok(!short.includes("short"), "the token is never echoed");
+    configError([], { CP_ADMIN_TOKEN: "has a space in it, long enough" }, /^CP_ADMIN_TOKEN: /);
+  });
+
+  test("TLS files: both or none; the CA for Envoy defaults to CP_TLS_CLIENT_CA", () => {
+    assert.equal(config().tls, undefined);
+    assert.deepEqual(config([], { CP_TLS_CERT: "/c.pem", CP_TLS_KEY: "k.pem", CP_TLS_CLIENT_CA: "ca.pem" }).tls, {
+      certFile: "/c.pem", keyFile: path.resolve("k.pem"), clientCaFile: path.resolve("ca.pem"), moduleCaForEnvoy: path.resolve("ca.pem"),
+    });
+    assert.deepEqual(config([], { CP_TLS_CERT: "/c.pem", CP_TLS_KEY: "/k.pem", CP_MODULE_TLS_CA_FOR_ENVOY: "/etc/envoy/ca.pem" }).tls, {
+      certFile: "/c.pem", keyFile: "/k.pem", moduleCaForEnvoy: "/etc/envoy/ca.pem",
+    });
+    configError([], { CP_TLS_CERT: "/c.pem" }, /^CP_TLS_CERT is set without CP_TLS_KEY/);
+    configError([], { CP_TLS_KEY: "/k.pem" }, /^CP_TLS_KEY is set without CP_TLS_CERT/);
+    configError([], { CP_TLS_CLIENT_CA: "/ca.pem" }, /^CP_TLS_CLIENT_CA is set but TLS is off/);
+    configError([], { CP_MODULE_TLS_CA_FOR_ENVOY: "/ca.pem" }, /^CP_MODULE_TLS_CA_FOR_ENVOY is set but TLS is off/);
+    // No CA for Envoy: it would fetch modules from an unverified server. Refused, not guessed.
+    configError([], { CP_TLS_CERT: "/c.pem", CP_TLS_KEY: "/k.pem" }, /CP_MODULE_TLS_CA_FOR_ENVOY/);
+    configError([], { CP_TLS_CERT: "/c.pem", CP_TLS_KEY: "/k.pem", CP_MODULE_TLS_CA_FOR_ENVOY: "rel/ca.pem" }, /^CP_MODULE_TLS_CA_FOR_ENVOY="rel\/ca.pem": expected an absolute path/);
   });
 });
 

@@ -1,37 +1,204 @@
-import type { FastifyInstance } from "fastify";
+import { createHash } from "node:crypto";
+import type { FastifyInstance, FastifyReply } from "fastify";
+import { validateModule } from "../../build/validate.ts";
 import { effectiveFilters, type EffectiveFilter } from "../../registry/effective.ts";
+import type { FilterChoice } from "../../state/operator-state.ts";
+import { EXTENSION_CONFIG } from "../../xds/type-urls.ts";
 import type { AdminDeps } from "../admin-deps.ts";
 
-const FILTER_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$";
+const SHA_PATTERN = "^[0-9a-f]{64}$";
+/** Largest prebuilt module accepted by upload. */
+export const MAX_MODULE_BYTES = 8 * 1024 * 1024;
 
-/** The API shape of a filter: what it is, whether Envoy runs it, and how its build went. */
+const nameParams = {
+  type: "object",
+  required: ["name"],
+  properties: { name: { type: "string", pattern: NAME_PATTERN, description: "filter name (folder under filters/)" } },
+} as const;
+const errorSchema = { type: "object", properties: { error: { type: "string" } }, required: ["error"] } as const;
+const filterSchema = {
+  type: "object",
+  properties: {
+    name: { type: "string" },
+    enabled: { type: "boolean" },
+    order: { type: "integer" },
+    sha256: { type: ["string", "null"] },
+    status: { type: "string", enum: ["ok", "building", "error"] },
+    error: { type: "string", description: "compiler or validation message with file:line" },
+    builtAt: { type: "string" },
+    buildMs: { type: "number" },
+    size: { type: "integer" },
+    configuration: { type: ["string", "null"] },
+    failPolicy: { type: "string", enum: ["open", "closed"] },
+    targets: { type: ["object", "null"], properties: { clusters: { type: "array", items: { type: "string" } }, nodes: { type: "array", items: { type: "string" } } } },
+    pinnedSha256: { type: ["string", "null"] },
+  },
+  required: ["name", "enabled", "order", "sha256", "status"],
+} as const;
+const detailSchema = {
+  type: "object",
+  properties: {
+    ...filterSchema.properties,
+    history: { type: "array", items: { type: "object", properties: { sha256: { type: "string" }, builtAt: { type: "string" }, size: { type: "integer" }, source: { type: "string" }, current: { type: "boolean" } } } },
+    envoys: { type: "array", items: { type: "object", properties: { node: { type: "string" }, cluster: { type: "string" }, sha256: { type: ["string", "null"] } } } },
+  },
+} as const;
+const responses = (ok: object) => ({ 200: ok, 400: errorSchema, 404: errorSchema });
+
+/** The API shape of a filter: what it is, whether and how Envoy runs it, how its build went. */
 export function filterView(f: EffectiveFilter): Record<string, unknown> {
-  const out: Record<string, unknown> = { name: f.name, enabled: f.enabled, order: f.order, sha256: f.sha256 ?? null, status: f.status };
+  const out: Record<string, unknown> = {
+    name: f.name,
+    enabled: f.enabled,
+    order: f.order,
+    sha256: f.sha256 ?? null,
+    status: f.status,
+    configuration: f.configuration ?? null,
+    failPolicy: f.failPolicy,
+    targets: f.targets ?? null,
+    pinnedSha256: f.pinnedSha256 ?? null,
+  };
   if (f.error !== undefined) out.error = f.error;
   if (f.builtAt !== undefined) out.builtAt = f.builtAt;
   if (f.buildMs !== undefined) out.buildMs = f.buildMs;
+  if (f.size !== undefined) out.size = f.size;
   return out;
 }
 
-/** Filter routes: list, and switch on/off (an operator-state change, pushed as RDS). */
+/**
+ * Filter routes. Every change is an operator-state change (persisted atomically) that the
+ * publisher turns into snapshots: enable/disable and configuration are RDS/ECDS-only, order and
+ * targeting change listeners.
+ */
 export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promise<void> {
-  app.get("/api/filters", async () => effectiveFilters(deps.registry, deps.state).map(filterView));
+  const find = (name: string) => effectiveFilters(deps.registry, deps.state).find((f) => f.name === name);
+  const notFound = (reply: FastifyReply, name: string) => reply.code(404).send({ error: `no filter named ${JSON.stringify(name)}` });
+  const change = async (name: string, reply: FastifyReply, choice: FilterChoice, what: Record<string, unknown>) => {
+    if (!deps.registry.get(name)) return notFound(reply, name);
+    await deps.state.update(name, choice);
+    deps.events.emit({ type: "state.changed", filter: name, change: what });
+    const updated = find(name);
+    return updated ? filterView(updated) : notFound(reply, name);
+  };
+
+  app.get("/api/filters", {
+    schema: { summary: "List filters", tags: ["filters"], response: { 200: { type: "array", items: filterSchema } } },
+  }, async () => effectiveFilters(deps.registry, deps.state).map(filterView));
+
+  app.get<{ Params: { name: string } }>("/api/filters/:name", {
+    schema: { summary: "One filter, its retained modules and which module each Envoy runs", tags: ["filters"], params: nameParams, response: responses(detailSchema) },
+  }, async (req, reply) => {
+    const f = find(req.params.name);
+    if (!f) return notFound(reply, req.params.name);
+    const history = deps.registry.historyOf(f.name).map((m) => ({ sha256: m.sha256, builtAt: m.builtAt, size: m.size, source: m.source, current: m.sha256 === f.sha256 }));
+    const envoys = deps.clients.list().flatMap((c) => {
+      const acked = c.types.get(EXTENSION_CONFIG)?.ackedResources?.[f.name];
+      if (acked === undefined) return [];
+      return [{ node: c.nodeId, cluster: c.nodeCluster, sha256: deps.resourceAt(EXTENSION_CONFIG, f.name, acked)?.moduleSha256 ?? null }];
+    });
+    return { ...filterView(f), history: history.reverse(), envoys };
+  });
 
   for (const action of ["enable", "disable"] as const) {
-    app.post<{ Params: { name: string } }>(`/api/filters/:name/${action}`, async (req, reply) => {
-      const { name } = req.params;
-      if (!FILTER_NAME.test(name)) {
-        return reply.code(400).send({ error: `invalid filter name ${JSON.stringify(name)}: expected ${FILTER_NAME.source}` });
-      }
+    app.post<{ Params: { name: string } }>(`/api/filters/:name/${action}`, {
+      schema: { summary: `${action === "enable" ? "Enable" : "Disable"} a filter (route-level switch: no listener drain)`, tags: ["filters"], params: nameParams, response: responses(filterSchema) },
+    }, async (req, reply) => {
       if (req.body !== undefined && req.body !== null && !(typeof req.body === "object" && Object.keys(req.body).length === 0)) {
         return reply.code(400).send({ error: `${action} takes no request body` });
       }
-      if (!deps.registry.get(name)) return reply.code(404).send({ error: `no filter named ${JSON.stringify(name)}` });
-      await deps.state.update(name, { enabled: action === "enable" });
-      deps.events.emit({ type: "state.changed", filter: name, change: { enabled: action === "enable" } });
-      req.log.info({ filter: name, action }, "filter switched");
-      const updated = effectiveFilters(deps.registry, deps.state).find((f) => f.name === name);
-      return updated ? filterView(updated) : reply.code(404).send({ error: `filter ${name} went away` });
+      req.log.info({ filter: req.params.name, action }, "filter switched");
+      return change(req.params.name, reply, { enabled: action === "enable" }, { enabled: action === "enable" });
     });
   }
+
+  app.put<{ Params: { name: string }; Body: { order: number } }>("/api/filters/:name/order", {
+    schema: {
+      summary: "Position in the HTTP filter chain (lower runs first; changes the listener)", tags: ["filters"], params: nameParams,
+      body: { type: "object", required: ["order"], additionalProperties: false, properties: { order: { type: "integer", minimum: -1000000, maximum: 1000000 } } },
+      response: responses(filterSchema),
+    },
+  }, async (req, reply) => change(req.params.name, reply, { order: req.body.order }, { order: req.body.order }));
+
+  app.put<{ Params: { name: string }; Body: { configuration: string } }>("/api/filters/:name/configuration", {
+    schema: {
+      summary: "Plugin configuration handed to the module's onConfigure (ECDS only, no rebuild)", tags: ["filters"], params: nameParams,
+      body: { type: "object", required: ["configuration"], additionalProperties: false, properties: { configuration: { type: "string", maxLength: 65536 } } },
+      response: responses(filterSchema),
+    },
+  }, async (req, reply) => change(req.params.name, reply, { configuration: req.body.configuration }, { configuration: req.body.configuration }));
+
+  app.delete<{ Params: { name: string } }>("/api/filters/:name/configuration", {
+    schema: { summary: "Back to the manifest's configuration", tags: ["filters"], params: nameParams, response: responses(filterSchema) },
+  }, async (req, reply) => change(req.params.name, reply, { configuration: undefined }, { configuration: null }));
+
+  app.put<{ Params: { name: string }; Body: { failPolicy: "open" | "closed" } }>("/api/filters/:name/fail-policy", {
+    schema: {
+      summary: "open: skip the filter when its VM cannot run; closed: answer 503", tags: ["filters"], params: nameParams,
+      body: { type: "object", required: ["failPolicy"], additionalProperties: false, properties: { failPolicy: { type: "string", enum: ["open", "closed"] } } },
+      response: responses(filterSchema),
+    },
+  }, async (req, reply) => change(req.params.name, reply, { failPolicy: req.body.failPolicy }, { failPolicy: req.body.failPolicy }));
+
+  const idList = { type: "array", maxItems: 256, items: { type: "string", minLength: 1, maxLength: 253 } } as const;
+  app.put<{ Params: { name: string }; Body: { clusters?: string[]; nodes?: string[] } }>("/api/filters/:name/targets", {
+    schema: {
+      summary: "Run the filter only on Envoys with these node clusters or ids (both empty: everywhere)", tags: ["filters"], params: nameParams,
+      body: { type: "object", additionalProperties: false, properties: { clusters: idList, nodes: idList } },
+      response: responses(filterSchema),
+    },
+  }, async (req, reply) => {
+    const targets = { clusters: [...new Set(req.body.clusters ?? [])].sort(), nodes: [...new Set(req.body.nodes ?? [])].sort() };
+    const all = targets.clusters.length === 0 && targets.nodes.length === 0;
+    return change(req.params.name, reply, { targets: all ? undefined : targets }, { targets: all ? null : targets });
+  });
+
+  app.delete<{ Params: { name: string } }>("/api/filters/:name/targets", {
+    schema: { summary: "Run the filter on every Envoy", tags: ["filters"], params: nameParams, response: responses(filterSchema) },
+  }, async (req, reply) => change(req.params.name, reply, { targets: undefined }, { targets: null }));
+
+  app.post<{ Params: { name: string }; Body: { sha256: string } }>("/api/filters/:name/rollback", {
+    schema: {
+      summary: "Pin one of the filter's retained modules until its next edit or an unpin", tags: ["filters"], params: nameParams,
+      body: { type: "object", required: ["sha256"], additionalProperties: false, properties: { sha256: { type: "string", pattern: SHA_PATTERN } } },
+      response: responses(filterSchema),
+    },
+  }, async (req, reply) => {
+    const { name } = req.params;
+    if (!deps.registry.get(name)) return notFound(reply, name);
+    if (!deps.registry.historyOf(name).some((m) => m.sha256 === req.body.sha256)) {
+      return reply.code(404).send({ error: `filter ${name} has no retained module ${req.body.sha256} (see GET /api/filters/${name} history)` });
+    }
+    return change(name, reply, { pinnedSha256: req.body.sha256 }, { pinnedSha256: req.body.sha256 });
+  });
+
+  app.delete<{ Params: { name: string } }>("/api/filters/:name/pin", {
+    schema: { summary: "Drop a rollback pin: back to the newest module", tags: ["filters"], params: nameParams, response: responses(filterSchema) },
+  }, async (req, reply) => change(req.params.name, reply, { pinnedSha256: undefined }, { pinnedSha256: null }));
+
+  // Prebuilt modules (Rust, Go, C++ SDKs): validated exactly like a built one.
+  app.addContentTypeParser(["application/wasm", "application/octet-stream"], { parseAs: "buffer", bodyLimit: MAX_MODULE_BYTES }, (_req, body, done) => done(null, body));
+  app.put<{ Params: { name: string }; Querystring: { rootId?: string }; Body: Buffer }>("/api/filters/:name/module", {
+    bodyLimit: MAX_MODULE_BYTES,
+    schema: {
+      summary: "Upload a prebuilt proxy-wasm module (application/wasm); served and pushed like a built one", tags: ["filters"], params: nameParams,
+      querystring: { type: "object", additionalProperties: false, properties: { rootId: { type: "string", minLength: 1, maxLength: 128, description: "root id the module registers (default: the filter name)" } } },
+      response: responses(filterSchema),
+    },
+  }, async (req, reply) => {
+    const { name } = req.params;
+    if (!Buffer.isBuffer(req.body) || req.body.byteLength === 0) {
+      return reply.code(400).send({ error: "send the module as the request body with content-type application/wasm" });
+    }
+    const bytes = new Uint8Array(req.body);
+    const checked = validateModule(bytes);
+    if (!checked.ok) return reply.code(400).send({ error: `${name}: ${checked.error}` });
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    const prior = deps.registry.get(name);
+    deps.registry.buildSucceeded(name, bytes, { sha256, rootId: req.query.rootId ?? name, buildMs: 0, source: "upload" }, prior?.defaults ?? {});
+    deps.events.emit({ type: "build.succeeded", filter: name, sha256, buildMs: 0, bytes: bytes.byteLength });
+    req.log.info({ filter: name, sha256, bytes: bytes.byteLength }, "prebuilt module uploaded");
+    const updated = find(name);
+    return updated ? filterView(updated) : notFound(reply, name);
+  });
 }

@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { describeClients } from "../../xds/client-status.ts";
 import { shortName } from "../../xds/type-urls.ts";
 import type { AdminDeps } from "../admin-deps.ts";
-import { renderMetrics } from "../metrics.ts";
+import { ControlPlaneMetrics } from "../metrics.ts";
 
 /** Read-only status: health, connected Envoys, the served snapshot, metrics. */
 export async function statusRoutes(app: FastifyInstance, deps: AdminDeps): Promise<void> {
@@ -25,5 +25,14 @@ export async function statusRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     }]));
   });
 
-  app.get("/metrics", async (_req, reply) => reply.type("text/plain; version=0.0.4").send(renderMetrics(deps.registry, deps.clients)));
+  // One prom-client Registry per admin app, fed by the event bus from now on (see metrics.ts).
+  const metrics = new ControlPlaneMetrics(deps);
+  app.addHook("onClose", async () => metrics.close());
+  app.get("/metrics", {
+    schema: {
+      summary: "Prometheus metrics",
+      description: "Builds, xDS pushes/ACKs/NACKs by type, push-to-ACK and save-to-ACK latencies, module bytes served, Envoys, streams, filters. Each metric is described in controlplane/http/metrics.ts.",
+      response: { 200: { description: "Prometheus text exposition format 0.0.4", content: { "text/plain": { schema: { type: "string" } } } } },
+    },
+  }, async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()));
 }

@@ -92,7 +92,7 @@ describe("FilterRegistry", () => {
     registry.buildStarted("broken");
     registry.buildFailed("broken", "syntax error");
     const f = byName("broken");
-    assert.deepEqual(f, { name: "broken", enabled: true, order: DEFAULT_ORDER, status: "error", error: "syntax error" });
+    assert.deepEqual(f, { name: "broken", enabled: true, order: DEFAULT_ORDER, status: "error", error: "syntax error", failPolicy: "closed" });
   });
 
   test("four builds per filter stay servable; the oldest of five is dropped", () => {
@@ -172,6 +172,8 @@ describe("effectiveFilters", () => {
       rootId: "f_root",
       builtAt: registry.get("f")?.module?.builtAt,
       buildMs: 9,
+      size: registry.get("f")?.module?.size,
+      failPolicy: "closed",
     });
     assert.equal(DEFAULT_ORDER, 100);
   });

@@ -35,7 +35,7 @@ function sotw(cache: SnapshotCache, registry: ClientRegistry, id: number, cluste
 }
 
 describe("NACK policy and node groups", () => {
-  it("a version one Envoy rejected is never handed to an Envoy that connects later", () => {
+  it("a version one Envoy rejected is never handed to an Envoy that connects later", async () => {
     const cache = new SnapshotCache();
     const registry = new ClientRegistry();
     const v1 = snapshotOf([f(true)], 10000);
@@ -51,7 +51,7 @@ describe("NACK policy and node groups", () => {
     a.session.handleRequest({ type_url: LISTENER, version_info: first!.version_info, response_nonce: bad.nonce, error_detail: { message: "cannot bind" } });
     assert.equal(registry.nackCount, 1);
     assert.deepEqual(registry.list()[0]!.types.get(LISTENER)!.lastNack?.resources, ["wasm_listener"]);
-    assert.match(renderMetrics(new FilterRegistry(), registry), /^wasmxds_xds_nacks_total\{type="LDS"\} 1$/m, "the NACK metric counts it");
+    assert.match(await renderMetrics(new FilterRegistry(), registry), /^wasmxds_xds_nacks_total\{type="LDS"\} 1$/m, "the NACK metric counts it");
 
     const b = sotw(cache, registry, 2);
     b.session.handleRequest({ node: b.node, type_url: LISTENER });

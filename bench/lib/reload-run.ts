@@ -1,0 +1,251 @@
+/**
+ * One reload scenario under one kind of load: load runs for the whole time; after a quiet lead,
+ * an action every `intervalMs`; the control plane's API is polled alongside (CpWatch). Then, per
+ * action, where its time went:
+ *   action -> built        builtAt from GET /api/filters (of which compile: buildMs)
+ *   built  -> sent         the Envoy's sentVersion for the type changed (GET /api/clients, polled)
+ *   sent   -> ACKed        ackedVersion = that version (for an edit this includes Envoy's NACK of
+ *                          the code-cache miss, its module download and the control plane's re-send)
+ *   ACKed  -> first new    first response under load that shows the change (negative: Envoy
+ *                          served it before the poll saw the ACK)
+ * and latency inside reload windows, [action, max(action + 1 s, first new + 250 ms)), vs outside.
+ */
+import os from "node:os";
+import { waitFor } from "../../test/support/wait.ts";
+import { sleep } from "./cleanup.ts";
+import { CpWatch } from "./cp-watch.ts";
+import { closedLoop } from "./load-closed.ts";
+import { openLoop } from "./load-open.ts";
+import { rssMiB } from "./proc.ts";
+import type { Action, ReloadScenario } from "./reload-actions.ts";
+import { startProbe } from "./probe.ts";
+import { nowMs, type SampleLog } from "./samples.ts";
+import type { ProductStack } from "./stacks.ts";
+import { latenciesWhere, series, summarize, type Bucket, type LatencySummary } from "./stats.ts";
+import type { LoadMode } from "./steady.ts";
+
+export interface ReloadRunOptions {
+  mode: LoadMode;
+  rate: number;
+  connections: number;
+  leadMs: number;
+  intervalMs: number;
+  actions: number;
+  tailMs: number;
+  windowMs: number;
+  signal: AbortSignal;
+  log: (line: string) => void;
+}
+
+/** Times in ms after the load started. */
+export interface ActionTimeline {
+  label: string;
+  at: number;
+  builtAt?: number;
+  buildMs?: number;
+  /** sha256 prefix of the module built for this action. */
+  module?: string;
+  sentAt?: number;
+  ackedAt?: number;
+  nacks: number;
+  firstNewAt?: number;
+  /** First response on a fresh connection (the probe) that shows the change. */
+  firstNewFreshAt?: number;
+  /** Last response in this action's interval that still showed the old state. */
+  lastOldAt?: number;
+  actionToBuilt?: number;
+  builtToSent?: number;
+  sentToAcked?: number;
+  ackedToFirstNew?: number;
+  actionToFirstNew?: number;
+  actionToFirstNewFresh?: number;
+}
+
+export interface ReloadResult {
+  kind: string;
+  title: string;
+  mode: LoadMode;
+  load: string;
+  durationMs: number;
+  requests: number;
+  non2xx: number;
+  socketErrors: number;
+  errorKinds: Record<string, number>;
+  /** Load responses that said `connection: close` (Envoy draining a listener's connections). */
+  connectionCloses: number;
+  /** The fresh-connection probe's requests (see probe.ts); failures count like the load's. */
+  probe: { requests: number; non2xx: number; socketErrors: number; errorKinds: Record<string, number> };
+  inside: LatencySummary;
+  outside: LatencySummary;
+  windows: [number, number][];
+  actions: ActionTimeline[];
+  series: Bucket[];
+  envoy: { before: Record<string, number>; after: Record<string, number> };
+  loadavg: number[];
+  polls: number;
+}
+
+const ENVOY_STATS = [
+  "wasm.envoy.wasm.runtime.v8.created",
+  "wasm.envoy.wasm.runtime.v8.active",
+  "listener_manager.listener_modified",
+  "listener_manager.listener_in_place_updated",
+  "listener_manager.total_listeners_draining",
+  "http.ingress_http.downstream_rq_5xx",
+  "http.ingress_http.downstream_cx_drain_close",
+  "server.memory_allocated",
+];
+
+async function envoyStats(stack: ProductStack): Promise<Record<string, number>> {
+  const r = await stack.envoy.admin("/stats?format=json");
+  const all = (JSON.parse(r.body) as { stats?: { name?: string; value?: unknown }[] }).stats ?? [];
+  const out: Record<string, number> = {};
+  for (const s of all) if (s.name && ENVOY_STATS.includes(s.name) && typeof s.value === "number") out[s.name] = s.value;
+  out["rss_mib"] = rssMiB(stack.envoy.pid);
+  return out;
+}
+
+/** Waits until the Envoy has ACKed every type's latest version (a clean start). */
+async function settled(stack: ProductStack): Promise<void> {
+  await waitFor(async () => {
+    const c = (await stack.cp.clients()).find((x) => x.node.id === stack.nodeId);
+    return c !== undefined && Object.values(c.types).every((t) => t.sentVersion !== null && t.ackedVersion === t.sentVersion);
+  }, { what: `${stack.nodeId} to ACK everything`, timeoutMs: 60_000, intervalMs: 50 });
+}
+
+interface Taken {
+  action: Action;
+  xdsType: string;
+  at: number;
+  shaBefore: string | null | undefined;
+  sentBefore: string | undefined;
+}
+
+/** Completion time of the first 2xx response started after `t.at` that shows the change. */
+function firstNew(t: Taken, log: SampleLog): number | undefined {
+  let first = Infinity;
+  for (let i = 0; i < log.count; i++) {
+    const start = log.start[i]!;
+    const status = log.status[i]!;
+    if (start < t.at || status < 200 || status > 299) continue;
+    if (t.action.isNew(log.markerAt(i))) first = Math.min(first, start + log.latency[i]!);
+  }
+  return Number.isFinite(first) ? first : undefined;
+}
+
+/** Completion time of the last 2xx response started in [t.at, until) that still shows the old state. */
+function lastOld(t: Taken, until: number, log: SampleLog): number | undefined {
+  let last = -Infinity;
+  for (let i = 0; i < log.count; i++) {
+    const start = log.start[i]!;
+    const status = log.status[i]!;
+    if (start < t.at || start >= until || status < 200 || status > 299) continue;
+    if (!t.action.isNew(log.markerAt(i))) last = Math.max(last, start + log.latency[i]!);
+  }
+  return Number.isFinite(last) ? last : undefined;
+}
+
+function timeline(t: Taken, until: number, origin: number, watch: CpWatch, log: SampleLog, probe: SampleLog): ActionTimeline {
+  const out: ActionTimeline = { label: t.action.label, at: t.at - origin, nacks: 0 };
+  const rel = (x: number | undefined): number | undefined => (x === undefined ? undefined : x - origin);
+  if (t.action.buildOf) {
+    // The first module of this filter built after the action. Matched on builtAt, not on the
+    // status seen by a poll: when saves follow closely, the next build may already be running
+    // (status "building", this module still current) by the time the poll looks.
+    const e = watch.filterEvents.find((f) => f.name === t.action.buildOf && f.sha256 !== null && (t.action.sameModule || f.sha256 !== t.shaBefore) && f.builtAt !== undefined && Date.parse(f.builtAt) >= t.at - 2);
+    if (e) {
+      out.module = `${e.sha256!.slice(0, 12)}${e.sha256 === t.shaBefore ? " (unchanged)" : ""}`;
+      out.builtAt = rel(Date.parse(e.builtAt!));
+      if (e.buildMs !== undefined) out.buildMs = e.buildMs;
+    }
+  }
+  // A push that follows a build may come after the next action; a rebuild (same module) should
+  // push nothing at all, so only its own interval is searched.
+  const sent = watch.typeEvents.find((e) => e.type === t.xdsType && e.kind === "sent" && e.at >= t.at && e.version !== t.sentBefore && (!t.action.sameModule || e.at < until));
+  const acked = sent && watch.typeEvents.find((e) => e.type === t.xdsType && e.kind === "acked" && e.at >= sent.at && e.version === sent.version);
+  out.nacks = watch.typeEvents.filter((e) => e.kind === "nack" && e.at >= t.at && e.at < until).length;
+  out.sentAt = rel(sent?.at);
+  out.ackedAt = rel(acked?.at);
+  out.firstNewAt = rel(firstNew(t, log));
+  out.firstNewFreshAt = rel(firstNew(t, probe));
+  out.lastOldAt = rel(lastOld(t, until, log));
+  const diff = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined || b === undefined ? undefined : b - a);
+  out.actionToBuilt = diff(out.at, out.builtAt);
+  out.builtToSent = diff(out.builtAt, out.sentAt);
+  out.sentToAcked = diff(out.sentAt, out.ackedAt);
+  out.ackedToFirstNew = diff(out.ackedAt, out.firstNewAt);
+  out.actionToFirstNew = diff(out.at, out.firstNewAt);
+  out.actionToFirstNewFresh = diff(out.at, out.firstNewFreshAt);
+  return out;
+}
+
+/** Takes the actions on schedule; returns what was done and when. */
+async function drive(stack: ProductStack, scenario: ReloadScenario, count: number, origin: number, watch: CpWatch, o: ReloadRunOptions, signal: AbortSignal): Promise<Taken[]> {
+  const taken: Taken[] = [];
+  for (let i = 0; i < count && !signal.aborted; i++) {
+    await sleep(origin + o.leadMs + i * o.intervalMs - nowMs(), signal);
+    if (signal.aborted) break;
+    const filters = await stack.cp.filters();
+    const sentBefore = watch.current(scenario.xdsType, "sent");
+    const at = nowMs();
+    const action = await scenario.act(i);
+    taken.push({ action, at, xdsType: scenario.xdsType, sentBefore, shaBefore: filters.find((f) => f.name === action.buildOf)?.sha256 });
+  }
+  return taken;
+}
+
+export async function runReload(stack: ProductStack, scenario: ReloadScenario, o: ReloadRunOptions): Promise<ReloadResult> {
+  const count = scenario.evenActions && o.actions % 2 === 1 ? o.actions + 1 : o.actions;
+  await settled(stack);
+  const before = await envoyStats(stack);
+  const watch = new CpWatch(stack.cp.adminUrl, stack.nodeId);
+  await watch.start();
+  const durationMs = o.leadMs + (count - 1) * o.intervalMs + o.tailMs;
+  // Ends the load early on Ctrl-C or when an action fails.
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort();
+  o.signal.addEventListener("abort", onAbort, { once: true });
+  const origin = nowMs();
+  const probe = startProbe(stack.url);
+  const load = o.mode === "open"
+    ? openLoop({ url: stack.url, rate: o.rate, durationMs, signal: stop.signal })
+    : closedLoop({ url: stack.url, connections: o.connections, durationMs, signal: stop.signal });
+  const driving = drive(stack, scenario, count, origin, watch, o, stop.signal).catch((err: unknown) => {
+    stop.abort();
+    return err instanceof Error ? err : new Error(String(err));
+  });
+  const [result, taken] = await Promise.all([load, driving]);
+  await Promise.all([watch.stop(), probe.stop()]);
+  o.signal.removeEventListener("abort", onAbort);
+  if (taken instanceof Error) throw taken;
+
+  const { log } = result;
+  const actions = taken.map((t, i) => timeline(t, taken[i + 1]?.at ?? result.endedAt, result.startedAt, watch, log, probe.log));
+  const windows: [number, number][] = actions.map((a) => [a.at, Math.max(a.at + o.windowMs, (a.firstNewAt ?? -Infinity) + 250)]);
+  const inWindow = (start: number): boolean => {
+    const t = start - result.startedAt;
+    return windows.some(([a, b]) => t >= a && t < b);
+  };
+  const after = await envoyStats(stack);
+  return {
+    kind: scenario.kind,
+    title: scenario.title,
+    mode: o.mode,
+    load: o.mode === "open" ? `open loop ${o.rate} req/s` : `closed loop ${o.connections} connections`,
+    durationMs: result.endedAt - result.startedAt,
+    requests: log.count,
+    non2xx: log.non2xx(),
+    socketErrors: log.socketErrors(),
+    errorKinds: log.errorKinds,
+    connectionCloses: result.closes,
+    probe: { requests: probe.log.count, non2xx: probe.log.non2xx(), socketErrors: probe.log.socketErrors(), errorKinds: probe.log.errorKinds },
+    inside: summarize(latenciesWhere(log, inWindow)),
+    outside: summarize(latenciesWhere(log, (s) => !inWindow(s))),
+    windows,
+    actions,
+    series: series(log, result.startedAt, result.endedAt, 100),
+    envoy: { before, after },
+    loadavg: os.loadavg(),
+    polls: watch.polls,
+  };
+}

@@ -1,0 +1,126 @@
+// `test <name>`: build the filter exactly as the control plane does (asc, then validation
+// against Envoy's host functions), then run the cases of its filter.test.json, if any,
+// through the in-process proxy-wasm host.
+
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { buildFilter } from "../build/builder.ts";
+import { isValidFilterName } from "../build/manifest.ts";
+import { validateModule } from "../build/validate.ts";
+import { CliError, UsageError } from "./errors.ts";
+import { runStream, type HeaderList } from "./wasm-host.ts";
+
+export const TEST_FILE = "filter.test.json";
+
+type Expected = Record<string, string | null>;
+
+export interface TestCase {
+  name: string;
+  /** Plugin configuration; default: filter.json's. */
+  configuration?: string;
+  request?: Record<string, string>;
+  response?: Record<string, string>;
+  expect?: { request?: Expected; response?: Expected; localReply?: number | null };
+}
+
+export interface CheckReport {
+  name: string;
+  sha256: string;
+  rootId: string;
+  bytes: number;
+  buildMs: number;
+  abiVersion: string;
+  cases: { name: string; ok: boolean; problems: string[]; warnings: string[] }[];
+}
+
+const fail = (file: string, what: string): never => {
+  throw new CliError(`${file}: ${what}`);
+};
+
+function headerMap(file: string, where: string, v: unknown, allowNull: boolean): void {
+  if (v === undefined) return;
+  if (typeof v !== "object" || v === null || Array.isArray(v)) fail(file, `${where} must be an object of header: value`);
+  for (const [k, value] of Object.entries(v as object)) {
+    if (typeof value !== "string" && !(allowNull && value === null)) fail(file, `${where}.${k} must be a string${allowNull ? " or null (absent)" : ""}`);
+  }
+}
+
+/** Reads and checks `filter.test.json`; undefined when the filter has none. */
+export async function readTestCases(dir: string): Promise<TestCase[] | undefined> {
+  const file = path.join(dir, TEST_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    return fail(file, `invalid JSON: ${(err as Error).message}`);
+  }
+  const cases = (data as { cases?: unknown } | null)?.cases;
+  if (!Array.isArray(cases) || cases.length === 0) return fail(file, 'expected { "cases": [ ... ] } with at least one case');
+  cases.forEach((c: unknown, i) => {
+    const at = `cases[${i}]`;
+    if (typeof c !== "object" || c === null) fail(file, `${at} must be an object`);
+    const tc = c as Record<string, unknown>;
+    for (const key of Object.keys(tc)) if (!["name", "configuration", "request", "response", "expect"].includes(key)) fail(file, `${at}: unknown key "${key}"`);
+    if (typeof tc.name !== "string" || tc.name === "") fail(file, `${at}.name must be a non-empty string`);
+    if (tc.configuration !== undefined && typeof tc.configuration !== "string") fail(file, `${at}.configuration must be a string`);
+    headerMap(file, `${at}.request`, tc.request, false);
+    headerMap(file, `${at}.response`, tc.response, false);
+    const expect = (tc.expect ?? {}) as Record<string, unknown>;
+    for (const key of Object.keys(expect)) if (!["request", "response", "localReply"].includes(key)) fail(file, `${at}.expect: unknown key "${key}"`);
+    headerMap(file, `${at}.expect.request`, expect.request, true);
+    headerMap(file, `${at}.expect.response`, expect.response, true);
+    if (expect.localReply !== undefined && expect.localReply !== null && !Number.isInteger(expect.localReply)) fail(file, `${at}.expect.localReply must be a status code or null`);
+  });
+  return cases as TestCase[];
+}
+
+function compare(side: string, actual: HeaderList, expected: Expected | undefined): string[] {
+  const problems: string[] = [];
+  for (const [key, want] of Object.entries(expected ?? {})) {
+    const values = actual.filter(([k]) => k === key.toLowerCase()).map(([, v]) => v);
+    const got = values.length > 0 ? values.join(", ") : null;
+    if (got !== want) problems.push(`${side} header ${key}: expected ${want === null ? "absent" : JSON.stringify(want)}, got ${got === null ? "absent" : JSON.stringify(got)}`);
+  }
+  return problems;
+}
+
+export async function checkFilter(filtersDir: string, name: string): Promise<CheckReport> {
+  if (!isValidFilterName(name)) throw new UsageError(`invalid filter name ${JSON.stringify(name)}`);
+  const built = await buildFilter(filtersDir, name);
+  if (!built.ok) throw new CliError(built.error);
+  const validation = validateModule(built.wasm);
+  if (!validation.ok) throw new CliError(`${name}: ${validation.error}`);
+  const report: CheckReport = {
+    name, sha256: built.sha256, rootId: built.rootId, bytes: built.wasm.byteLength, buildMs: built.buildMs, abiVersion: validation.abiVersion, cases: [],
+  };
+  const cases = await readTestCases(path.join(path.resolve(filtersDir), name));
+  for (const tc of cases ?? []) {
+    const problems: string[] = [];
+    const warnings: string[] = [];
+    try {
+      const out = await runStream(built.wasm, {
+        rootId: built.rootId,
+        configuration: tc.configuration ?? built.manifest.configuration ?? "",
+        request: Object.entries(tc.request ?? { ":method": "GET", ":path": "/" }),
+        response: Object.entries(tc.response ?? { ":status": "200" }),
+      });
+      problems.push(...compare("request", out.request, tc.expect?.request), ...compare("response", out.response, tc.expect?.response));
+      const wantReply = tc.expect?.localReply;
+      if (wantReply !== undefined && (out.localReply?.status ?? null) !== wantReply) {
+        problems.push(`local reply: expected ${wantReply ?? "none"}, got ${out.localReply ? out.localReply.status : "none"}`);
+      }
+      if (out.unsupported.length > 0) warnings.push(`host calls answered "unimplemented" here (Envoy has them): ${[...new Set(out.unsupported)].join(", ")}`);
+    } catch (err) {
+      problems.push(err instanceof Error ? err.message : String(err));
+    }
+    report.cases.push({ name: tc.name, ok: problems.length === 0, problems, warnings });
+  }
+  return report;
+}

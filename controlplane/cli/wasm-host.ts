@@ -1,0 +1,185 @@
+// A minimal proxy-wasm (ABI 0.2.x) host in Node: just enough of Envoy to run one HTTP stream
+// through a filter module (root context, configuration, request and response headers, local
+// replies, logs), so `npm run filters -- test <name>` can check behaviour without an Envoy.
+// Host calls it does not model answer Unimplemented and are listed in the outcome.
+
+export type HeaderList = [string, string][];
+
+export interface StreamInput {
+  rootId: string;
+  configuration: string;
+  request: HeaderList;
+  response: HeaderList;
+}
+
+export interface StreamOutcome {
+  request: HeaderList;
+  response: HeaderList;
+  /** proxy_send_local_response, if the filter answered by itself. */
+  localReply?: { status: number; body: string };
+  logs: string[];
+  unsupported: string[];
+}
+
+const OK = 0;
+const NOT_FOUND = 1;
+const UNIMPLEMENTED = 12;
+const REQUEST_HEADERS = 0;
+const RESPONSE_HEADERS = 2;
+const VM_CONFIGURATION = 6;
+const PLUGIN_CONFIGURATION = 7;
+const LEVELS = ["trace", "debug", "info", "warn", "error", "critical"];
+const ROOT = 1;
+const STREAM = 2;
+
+class ProcExit extends Error {}
+
+function serialize(headers: HeaderList): Uint8Array {
+  const enc = new TextEncoder();
+  const pairs = headers.map(([k, v]) => [enc.encode(k), enc.encode(v)] as const);
+  const out = new Uint8Array(4 + pairs.length * 8 + pairs.reduce((n, [k, v]) => n + k.length + v.length + 2, 0));
+  const view = new DataView(out.buffer);
+  view.setUint32(0, pairs.length, true);
+  let at = 4 + pairs.length * 8;
+  pairs.forEach(([k, v], i) => {
+    view.setUint32(4 + i * 8, k.length, true);
+    view.setUint32(8 + i * 8, v.length, true);
+    out.set(k, at);
+    out.set(v, at + k.length + 1);
+    at += k.length + v.length + 2;
+  });
+  return out;
+}
+
+function deserialize(bytes: Uint8Array): HeaderList {
+  if (bytes.length < 4) return [];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const count = view.getUint32(0, true);
+  const dec = new TextDecoder();
+  const out: HeaderList = [];
+  let at = 4 + count * 8;
+  for (let i = 0; i < count; i++) {
+    const kl = view.getUint32(4 + i * 8, true);
+    const vl = view.getUint32(8 + i * 8, true);
+    out.push([dec.decode(bytes.subarray(at, at + kl)), dec.decode(bytes.subarray(at + kl + 1, at + kl + 1 + vl))]);
+    at += kl + vl + 2;
+  }
+  return out;
+}
+
+/** Runs one request/response through the module, as Envoy would call it. */
+export async function runStream(wasm: Uint8Array, input: StreamInput): Promise<StreamOutcome> {
+  const maps = new Map<number, HeaderList>([[REQUEST_HEADERS, input.request.map(([k, v]) => [k.toLowerCase(), v])], [RESPONSE_HEADERS, input.response.map(([k, v]) => [k.toLowerCase(), v])]]);
+  const config = new TextEncoder().encode(input.configuration);
+  const outcome: StreamOutcome = { request: [], response: [], logs: [], unsupported: [] };
+  let exports: WebAssembly.Exports = {};
+
+  const memory = () => (exports.memory as WebAssembly.Memory).buffer;
+  const str = (ptr: number, len: number) => new TextDecoder().decode(new Uint8Array(memory(), ptr, len));
+  const map = (type: number): HeaderList => maps.get(type) ?? maps.set(type, []).get(type)!;
+  /** Hands bytes to the module the way Envoy does: in memory from its own malloc. */
+  const give = (data: Uint8Array, ptrOut: number, sizeOut: number): number => {
+    let ptr = 0;
+    if (data.length > 0) {
+      const malloc = (exports.malloc ?? exports.proxy_on_memory_allocate) as (n: number) => number;
+      ptr = malloc(data.length);
+      new Uint8Array(memory()).set(data, ptr);
+    }
+    const view = new DataView(memory());
+    view.setUint32(ptrOut, ptr, true);
+    view.setUint32(sizeOut, data.length, true);
+    return OK;
+  };
+
+  const host: Record<string, (...args: number[]) => number | void> = {
+    proxy_log: (level, ptr, len) => void outcome.logs.push(`[${LEVELS[level] ?? level}] ${str(ptr, len)}`),
+    proc_exit: (code) => {
+      throw new ProcExit(`the module exited (proc_exit ${code})`);
+    },
+    proxy_set_effective_context: () => OK,
+    proxy_get_property: (ptr, len, ptrOut, sizeOut) => {
+      const key = str(ptr, len).split("\0").join(".");
+      const values: Record<string, string> = { plugin_root_id: input.rootId, plugin_name: input.rootId };
+      return key in values ? give(new TextEncoder().encode(values[key]), ptrOut, sizeOut) : NOT_FOUND;
+    },
+    proxy_get_buffer_bytes: (type, start, max, ptrOut, sizeOut) => {
+      if (type === PLUGIN_CONFIGURATION) return give(config.subarray(start, start + max), ptrOut, sizeOut);
+      if (type === VM_CONFIGURATION) return give(new Uint8Array(0), ptrOut, sizeOut);
+      return NOT_FOUND;
+    },
+    proxy_get_header_map_value: (type, kp, kl, ptrOut, sizeOut) => {
+      const key = str(kp, kl).toLowerCase();
+      const found = map(type).find(([k]) => k === key);
+      return found ? give(new TextEncoder().encode(found[1]), ptrOut, sizeOut) : NOT_FOUND;
+    },
+    proxy_add_header_map_value: (type, kp, kl, vp, vl) => {
+      map(type).push([str(kp, kl).toLowerCase(), str(vp, vl)]);
+      return OK;
+    },
+    proxy_replace_header_map_value: (type, kp, kl, vp, vl) => {
+      const key = str(kp, kl).toLowerCase();
+      maps.set(type, [...map(type).filter(([k]) => k !== key), [key, str(vp, vl)]]);
+      return OK;
+    },
+    proxy_remove_header_map_value: (type, kp, kl) => {
+      const key = str(kp, kl).toLowerCase();
+      maps.set(type, map(type).filter(([k]) => k !== key));
+      return OK;
+    },
+    proxy_get_header_map_pairs: (type, ptrOut, sizeOut) => give(serialize(map(type)), ptrOut, sizeOut),
+    proxy_set_header_map_pairs: (type, ptr, len) => {
+      maps.set(type, deserialize(new Uint8Array(memory(), ptr, len).slice()));
+      return OK;
+    },
+    proxy_get_header_map_size: (type, sizeOut) => {
+      new DataView(memory()).setUint32(sizeOut, serialize(map(type)).length, true);
+      return OK;
+    },
+    proxy_send_local_response: (status, _dp, _dl, bp, bl) => {
+      outcome.localReply = { status, body: str(bp, bl) };
+      return OK;
+    },
+    proxy_get_current_time_nanoseconds: (ptrOut) => {
+      new DataView(memory()).setBigUint64(ptrOut, BigInt(Date.now()) * 1_000_000n, true);
+      return OK;
+    },
+    proxy_set_tick_period_milliseconds: () => OK,
+    proxy_continue_stream: () => OK,
+    proxy_clear_route_cache: () => OK,
+  };
+
+  const module = await WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>);
+  const imports: Record<string, Record<string, (...args: number[]) => number | void>> = {};
+  for (const imp of WebAssembly.Module.imports(module)) {
+    const fn = host[imp.name] ?? (() => {
+      outcome.unsupported.push(`${imp.module}.${imp.name}`);
+      return UNIMPLEMENTED;
+    });
+    (imports[imp.module] ??= {})[imp.name] = fn;
+  }
+
+  const call = (name: string, ...args: number[]): number => {
+    const fn = exports[name];
+    if (typeof fn !== "function") throw new Error(`the module does not export ${name}`);
+    return Number((fn as (...a: number[]) => unknown)(...args) ?? 0);
+  };
+  try {
+    exports = (await WebAssembly.instantiate(module, imports as WebAssembly.Imports)).exports;
+    call("proxy_on_context_create", ROOT, 0);
+    if (call("proxy_on_vm_start", ROOT, 0) === 0) throw new Error("onStart (proxy_on_vm_start) returned false");
+    if (call("proxy_on_configure", ROOT, config.length) === 0) throw new Error(`onConfigure rejected the configuration ${JSON.stringify(input.configuration)}`);
+    call("proxy_on_context_create", STREAM, ROOT);
+    call("proxy_on_request_headers", STREAM, map(REQUEST_HEADERS).length, 1);
+    if (!outcome.localReply) call("proxy_on_response_headers", STREAM, map(RESPONSE_HEADERS).length, 1);
+    call("proxy_on_done", STREAM);
+    call("proxy_on_log", STREAM);
+    call("proxy_on_delete", STREAM);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    const last = outcome.logs.slice(-3).join("\n  ");
+    throw new Error(`${why}${last ? `\n  last log lines:\n  ${last}` : ""}`);
+  }
+  outcome.request = map(REQUEST_HEADERS);
+  outcome.response = map(RESPONSE_HEADERS);
+  return outcome;
+}

@@ -1,0 +1,74 @@
+// The admin API as the page sees it: same origin, an optional bearer token kept for the
+// browser tab (sessionStorage), errors carrying the API's own reason.
+
+const TOKEN_KEY = "wasm-xds.admin-token";
+
+export interface FilterView {
+  name: string;
+  enabled: boolean;
+  order: number;
+  sha256: string | null;
+  status: "ok" | "building" | "error";
+  error?: string;
+  builtAt?: string;
+  buildMs?: number;
+  size?: number;
+  failPolicy?: "open" | "closed";
+  targets?: { clusters?: string[]; nodes?: string[] } | null;
+  pinnedSha256?: string | null;
+}
+
+export interface TypeView {
+  short: string;
+  stream: number;
+  sentVersion: string | null;
+  ackedVersion: string | null;
+  lastNack: { version: string; message: string; at: string } | null;
+}
+
+export interface ClientView {
+  node: { id: string; cluster: string };
+  streams: { id: number; peer: string; connectedAt: string }[];
+  cacheMissResends: number;
+  types: Record<string, TypeView>;
+}
+
+export class ApiError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+export function getToken(): string {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) ?? "";
+  } catch {
+    return "";
+  }
+}
+
+export function setToken(token: string): void {
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+export function authHeaders(): Record<string, string> {
+  const token = getToken();
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
+export async function api<T>(path: string, method = "GET"): Promise<T> {
+  const res = await fetch(path, { method, headers: authHeaders(), cache: "no-store" });
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = text ? JSON.parse(text) : undefined;
+  } catch {
+    // not JSON: keep the text for the message
+  }
+  if (!res.ok) {
+    const reason = typeof body === "object" && body !== null && "error" in body ? String((body as { error: unknown }).error) : text || res.statusText;
+    throw new ApiError(res.status, `${res.status}: ${reason}`);
+  }
+  return body as T;
+}
