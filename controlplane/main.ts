@@ -27,7 +27,7 @@ function readConfig(): { config: Config; tls: TlsMaterial | undefined } {
       process.exit(0);
     }
     // Certificate files are read and checked now: a bad one is a ConfigError line too.
-    return { config, tls: loadTls(config.tls) };
+    return { config, tls: loadTls(config.tls, config.moduleAddress.host) };
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`wasm-xds: ${err.message}`);

@@ -6,6 +6,7 @@
 //                    CP_MODULE_TLS_CA_FOR_ENVOY, pushed in the module cluster (xds/resources.ts).
 import { createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
 import fs from "node:fs";
+import net from "node:net";
 import tls from "node:tls";
 import { ConfigError, type TlsConfig } from "./config.ts";
 
@@ -54,10 +55,12 @@ function issuedBy(chain: readonly X509Certificate[], ca: readonly X509Certificat
 
 /**
  * Reads and checks the files named by `config`: the certificate parses, the key parses and
- * belongs to it, the CAs parse, and (when Envoy is told to trust CP_TLS_CLIENT_CA for the
- * module server, the default) that CA did sign the server certificate. Throws ConfigError.
+ * belongs to it, the CAs parse, the certificate covers `moduleHost` (the host Envoy fetches
+ * modules from, CP_MODULE_ADDRESS: Envoy checks the SAN against it), and (when Envoy is told to
+ * trust CP_TLS_CLIENT_CA for the module server, the default) that CA did sign the certificate.
+ * Each of these would otherwise surface only as Envoy failing to fetch modules. Throws ConfigError.
  */
-export function loadTls(config: TlsConfig | undefined): TlsMaterial | undefined {
+export function loadTls(config: TlsConfig | undefined, moduleHost?: string): TlsMaterial | undefined {
   if (!config) return undefined;
   const cert = readPem("CP_TLS_CERT", config.certFile);
   const key = readPem("CP_TLS_KEY", config.keyFile);
@@ -70,6 +73,13 @@ export function loadTls(config: TlsConfig | undefined): TlsMaterial | undefined 
   }
   if (!chain[0]!.checkPrivateKey(privateKey)) {
     throw new ConfigError(`CP_TLS_KEY=${JSON.stringify(config.keyFile)}: does not belong to the first certificate of CP_TLS_CERT=${JSON.stringify(config.certFile)}`);
+  }
+  if (moduleHost !== undefined) {
+    const leaf = chain[0]!;
+    const covered = net.isIP(moduleHost) ? leaf.checkIP(moduleHost) !== undefined : leaf.checkHost(moduleHost) !== undefined;
+    if (!covered) {
+      throw new ConfigError(`CP_TLS_CERT=${JSON.stringify(config.certFile)} does not cover the module host ${JSON.stringify(moduleHost)} of CP_MODULE_ADDRESS (its names: ${leaf.subjectAltName ?? "none"}), which Envoy checks`);
+    }
   }
   const material: TlsMaterial = { cert, key };
   if (config.clientCaFile !== undefined) {

@@ -20,8 +20,6 @@ export interface BenchEnvoy {
   logPath: string;
   configPath: string;
   admin(pathAndQuery: string): Promise<HttpResponse>;
-  /** A counter or gauge by exact name (undefined if Envoy has none). */
-  stat(name: string): Promise<number | undefined>;
   stop(): Promise<void>;
 }
 
@@ -87,12 +85,6 @@ export async function spawnEnvoy(opts: SpawnEnvoyOptions): Promise<BenchEnvoy> {
       logPath,
       configPath: opts.configPath,
       admin,
-      async stat(name) {
-        const r = await admin(`/stats?format=json&filter=${encodeURIComponent(`^${name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`)}`);
-        const stats = (JSON.parse(r.body) as { stats?: { name?: string; value?: unknown }[] }).stats ?? [];
-        const hit = stats.find((s) => s.name === name);
-        return typeof hit?.value === "number" ? hit.value : undefined;
-      },
       stop,
     };
   } catch (err) {

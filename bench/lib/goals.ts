@@ -35,6 +35,7 @@ export function evaluateGoals(rows: Row[], reloads: ReloadResult[]): Goal[] {
       `direct_response, open loop: ${x(row(rows, "dr-wasm", "open")?.vsNative?.p99)}`,
       `proxied, closed loop: ${x(row(rows, "proxy-wasm", "closed")?.vsNative?.p99)}`,
       `direct_response, closed loop: ${x(row(rows, "dr-wasm", "closed")?.vsNative?.p99)}`,
+      ...(row(rows, "proxy-wasm-o3", "open") ? [`-O3 build, open loop: proxied ${x(row(rows, "proxy-wasm-o3", "open")?.vsNative?.p99)}, direct_response ${x(row(rows, "dr-wasm-o3", "open")?.vsNative?.p99)}`] : []),
     ],
   });
   const rps = row(rows, "proxy-wasm", "closed")?.vsNone?.reqPerSec;
@@ -45,6 +46,7 @@ export function evaluateGoals(rows: Row[], reloads: ReloadResult[]): Goal[] {
     also: [
       `direct_response: ${x(row(rows, "dr-wasm", "closed")?.vsNone?.reqPerSec)}`,
       `Envoy CPU per request vs no filter: proxied ${x(row(rows, "proxy-wasm", "closed")?.vsNone?.envoyCpuUs)}, direct_response ${x(row(rows, "dr-wasm", "closed")?.vsNone?.envoyCpuUs)}`,
+      ...(row(rows, "proxy-wasm-o3", "closed") ? [`-O3 build: proxied ${x(row(rows, "proxy-wasm-o3", "closed")?.vsNone?.reqPerSec)}, direct_response ${x(row(rows, "dr-wasm-o3", "closed")?.vsNone?.reqPerSec)}; Envoy CPU vs no filter ${x(row(rows, "proxy-wasm-o3", "closed")?.vsNone?.envoyCpuUs)} / ${x(row(rows, "dr-wasm-o3", "closed")?.vsNone?.envoyCpuUs)}`] : []),
     ],
   });
   const failing = reloads.filter((r) => reloadFailures(r) > 0);

@@ -21,6 +21,8 @@ export interface BenchOptions {
   connections: number;
   rate: number;
   only: "all" | "steady" | "reload";
+  /** Add rows for add-header built with -O3 (static Envoys). */
+  o3: boolean;
   /** Reload scenarios to run, in this order. */
   reloads: string[];
   reload: { edit: ReloadPlan; rebuild: ReloadPlan; toggle: ReloadPlan; listener: ReloadPlan; windowMs: number };
@@ -35,6 +37,8 @@ export const USAGE = `npm run bench [-- options]
   --rate R             open-loop requests/s (default 1000; quick 300)
   --connections C      closed-loop connections (default 10)
   --only steady|reload run one half
+  --o3 / --skip-o3     add-header built with -O3 as 2 more rows (static Envoys): on in the full
+                       run, off in --quick (the -O3 compile alone takes 5-30 s)
   --reloads LIST       reload scenarios (default edit,rebuild,toggle,listener)
   --edit-actions N     edits in the edit scenario (default 30, every 2 s)`;
 
@@ -54,6 +58,8 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     args: argv,
     options: {
       quick: { type: "boolean", default: false },
+      o3: { type: "boolean", default: false },
+      "skip-o3": { type: "boolean", default: false },
       out: { type: "string" },
       concurrency: { type: "string" },
       rounds: { type: "string" },
@@ -84,14 +90,15 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     connections: positive("connections", values.connections, 10),
     rate: positive("rate", values.rate, q ? 300 : 1000),
     only: values.only as BenchOptions["only"],
+    o3: q ? values.o3 : !values["skip-o3"],
     reloads: values.reloads.split(",").map((r) => r.trim()).filter(Boolean),
     reload: {
       // edit the source every 2 s (and, as its control, recompile to the same module); toggle every 1 s; add/remove the folder every 6 s (a
       // listener change drains kept-alive connections gradually, see README).
-      edit: { leadMs: q ? 1000 : 2000, intervalMs: 2000, actions: positive("edit-actions", values["edit-actions"], q ? 2 : 30), tailMs: q ? 2500 : 3000 },
+      edit: { leadMs: q ? 1000 : 2000, intervalMs: 2000, actions: positive("edit-actions", values["edit-actions"], q ? 2 : 30), tailMs: q ? 2000 : 3000 },
       rebuild: { leadMs: q ? 1000 : 2000, intervalMs: 2000, actions: q ? 1 : 10, tailMs: q ? 2000 : 3000 },
       toggle: { leadMs: q ? 1000 : 2000, intervalMs: 1000, actions: q ? 2 : 30, tailMs: q ? 1500 : 2000 },
-      listener: { leadMs: q ? 1000 : 2000, intervalMs: q ? 4000 : 6000, actions: q ? 2 : 8, tailMs: q ? 4000 : 6000 },
+      listener: { leadMs: q ? 1000 : 2000, intervalMs: q ? 3000 : 6000, actions: q ? 2 : 8, tailMs: q ? 3000 : 6000 },
       windowMs: 1000,
     },
   };

@@ -2,7 +2,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { evaluateGoals, type Goal } from "./goals.ts";
-import type { ActionTimeline, ReloadResult } from "./reload-run.ts";
+import type { ReloadResult } from "./reload-run.ts";
+import type { ActionTimeline } from "./reload-timeline.ts";
 import { fmt, spread } from "./stats.ts";
 import type { SteadyResult } from "./steady.ts";
 import { summarizeSteady, type Row, type TargetInfo } from "./summary.ts";

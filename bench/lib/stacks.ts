@@ -21,6 +21,7 @@ import type { Cleanup } from "./cleanup.ts";
 import { staticBootstrap, type FilterKind, type WasmModuleFile } from "./envoy-configs.ts";
 import { spawnEnvoy, type BenchEnvoy } from "./envoy-process.ts";
 import { CHAIN_LENGTH, chainFilterDir, chainName, chainRootId, singleFilterDir } from "./filters.ts";
+import { buildOptimised } from "./o3.ts";
 import { startUpstream, type Upstream } from "./upstream.ts";
 import { verifyTarget } from "./verify.ts";
 
@@ -54,7 +55,6 @@ export interface Stacks {
   upstream: Upstream;
   /** The single add-header filter (the reload scenarios run here). */
   single: ProductStack;
-  chain: ProductStack;
 }
 
 const FILTER_LABEL: Record<FilterKind, string> = {
@@ -68,6 +68,8 @@ const FILTER_LABEL: Record<FilterKind, string> = {
 interface StartOptions {
   workDir: string;
   concurrency: number;
+  /** Also run add-header built with -O3 (static Envoys, proxied and direct_response). */
+  o3: boolean;
   cleanup: Cleanup;
   log: (line: string) => void;
 }
@@ -129,7 +131,14 @@ export async function startStacks(o: StartOptions): Promise<Stacks> {
   const wasmFiles = await moduleFiles(single, ["add-header"], ["add-header"], modulesDir);
   const chainFiles = await moduleFiles(chain, chainNames, chainNames.map((_, i) => chainRootId(i + 1)), modulesDir);
 
-  const specs: { id: string; filter: FilterKind; proxy: boolean; wasm?: WasmModuleFile[] }[] = [
+  const o3Files: WasmModuleFile[] = [];
+  if (o.o3) {
+    const built = await buildOptimised(single.filtersDir, "add-header", modulesDir);
+    o.log(`add-header built with -O3 in ${Math.round(built.compileMs)} ms`);
+    o3Files.push({ name: "add-header", rootId: "add-header", file: built.file });
+  }
+
+  const specs: { id: string; filter: FilterKind; proxy: boolean; wasm?: WasmModuleFile[]; note?: string }[] = [
     { id: "proxy-none", filter: "none", proxy: true },
     { id: "proxy-native", filter: "native", proxy: true },
     { id: "proxy-lua", filter: "lua", proxy: true },
@@ -138,6 +147,10 @@ export async function startStacks(o: StartOptions): Promise<Stacks> {
     { id: "dr-lua", filter: "lua", proxy: false },
     { id: "dr-wasm", filter: "wasm", proxy: false, wasm: wasmFiles },
     { id: "dr-wasm5", filter: "wasm5", proxy: false, wasm: chainFiles },
+    ...(o.o3 ? [
+      { id: "proxy-wasm-o3", filter: "wasm" as const, proxy: true, wasm: o3Files, note: "static file, -O3" },
+      { id: "dr-wasm-o3", filter: "wasm" as const, proxy: false, wasm: o3Files, note: "static file, -O3" },
+    ] : []),
   ];
   const ports = await freePorts(specs.length);
   const statics = new Map(await Promise.all(specs.map(async (spec, i): Promise<[string, Target]> => {
@@ -148,7 +161,7 @@ export async function startStacks(o: StartOptions): Promise<Stacks> {
     o.cleanup.add(`envoy ${spec.id}`, () => envoy.stop());
     return [spec.id, {
       id: spec.id,
-      label: `Envoy${spec.proxy ? "" : " direct_response"} + ${FILTER_LABEL[spec.filter]}${spec.wasm ? " (static file)" : ""}`,
+      label: `Envoy${spec.proxy ? "" : " direct_response"} + ${FILTER_LABEL[spec.filter]}${spec.wasm ? ` (${spec.note ?? "static file"})` : ""}`,
       group: spec.proxy ? "proxy" : "direct_response",
       filter: spec.filter,
       url: `http://127.0.0.1:${listenerPort}/headers`,
@@ -165,14 +178,16 @@ export async function startStacks(o: StartOptions): Promise<Stacks> {
     statics.get("proxy-lua")!,
     { id: "proxy-wasm", label: "Envoy + Wasm add-header (ECDS)", group: "proxy", filter: "wasm", url: single.url, via: "ecds", envoy: single.envoy },
     { id: "proxy-wasm5", label: `Envoy + ${FILTER_LABEL.wasm5} (ECDS)`, group: "proxy", filter: "wasm5", url: chain.url, via: "ecds", envoy: chain.envoy },
+    ...(o.o3 ? [statics.get("proxy-wasm-o3")!] : []),
     statics.get("dr-none")!,
     statics.get("dr-native")!,
     statics.get("dr-lua")!,
     statics.get("dr-wasm")!,
     statics.get("dr-wasm5")!,
+    ...(o.o3 ? [statics.get("dr-wasm-o3")!] : []),
   ];
   for (const t of targets) if (t.group !== "direct_response") t.upstreamPid = upstream.pid;
   for (const t of targets) await verifyTarget(t);
   o.log(`every target checked: the filter runs where it should (request + response header), and only there`);
-  return { targets, upstream, single, chain };
+  return { targets, upstream, single };
 }

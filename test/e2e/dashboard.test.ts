@@ -6,6 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { chromium, type Browser, type Page } from "playwright-core";
+import { run as runFiltersCli } from "../../controlplane/cli/main.ts";
 import { allocatePorts, copyFilters, startControlPlane, type ControlPlaneProcess } from "../support/controlplane.ts";
 import { startEchoUpstream, type EchoUpstream } from "../support/echo.ts";
 import { startEnvoy, type EnvoyProcess } from "../support/envoy.ts";
@@ -87,6 +88,15 @@ describe("dashboard in Chromium against a real control plane and Envoy", { timeo
     assert.equal(await page.locator("#api-status").getAttribute("data-state"), "ok");
   });
 
+  it("the filters CLI talks to the same API: list, and a refusal with the API's reason", async () => {
+    const f = await cp.filter("add-header");
+    assert.match(await filtersCli(cp, "list"), new RegExp(`^add-header\\s+ok\\s+yes\\s+10\\s+${f!.sha256!.slice(0, 12)}$`, "m"));
+    const err: string[] = [];
+    const code = await runFiltersCli(["enable", "nope"], { CP_ADMIN_URL: cp.adminUrl }, { out: () => undefined, err: (l) => err.push(l) });
+    assert.equal(code, 1);
+    assert.equal(err.join("\n"), 'filters: POST /api/filters/nope/enable: 404 no filter named "nope"');
+  });
+
   it("lists the Envoy with its node, cluster and every type ACKed", async () => {
     const card = page.locator('.envoy[data-node="envoy-local"][data-cluster="wasm-xds"][data-state="acked"]');
     await card.waitFor();
@@ -123,14 +133,15 @@ describe("dashboard in Chromium against a real control plane and Envoy", { timeo
     await timeline.filter({ hasText: "add-header: enabled = false" }).and(page.locator('[data-type="state.changed"]')).waitFor();
     await timeline.filter({ hasText: "add-header: enabled = true" }).and(page.locator('[data-type="state.changed"]')).waitFor();
     await timeline.filter({ hasText: "envoy-local: ACK RDS" }).and(page.locator('[data-type="xds.acked"]')).first().waitFor();
-    // A change made elsewhere (API, CLI) shows up at once, in the timeline and in the table.
+    // A change made elsewhere (here the CLI, against this control plane) shows up at once, in
+    // the timeline and in the table.
     const disabledEntries = timeline.filter({ hasText: "add-header: enabled = false" });
     assert.equal(await disabledEntries.count(), 1);
-    await apiSwitch(cp, "add-header", "disable");
+    await filtersCli(cp, "disable", "add-header");
     await disabledEntries.nth(1).waitFor();
     await filterRow("add-header").and(page.locator('[data-enabled="false"]')).waitFor();
     assert.equal(await filterRow("add-header").locator('[data-testid="toggle"]').isChecked(), false);
-    await apiSwitch(cp, "add-header", "enable");
+    await filtersCli(cp, "enable", "add-header");
     await filterRow("add-header").and(page.locator('[data-enabled="true"]')).waitFor();
   });
 
@@ -229,7 +240,11 @@ async function eventsEndpointExists(cp: ControlPlaneProcess): Promise<boolean> {
   return res.status === 200;
 }
 
-async function apiSwitch(cp: ControlPlaneProcess, name: string, action: "enable" | "disable"): Promise<void> {
-  const res = await cp.api(`/api/filters/${name}/${action}`, "POST");
-  assert.equal(res.status, 200, res.body);
+/** `npm run filters -- <args>` against this control plane, in-process; asserts success. */
+async function filtersCli(cp: ControlPlaneProcess, ...argv: string[]): Promise<string> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runFiltersCli(argv, { CP_ADMIN_URL: cp.adminUrl }, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  assert.equal(code, 0, err.join("\n"));
+  return out.join("\n");
 }

@@ -27,8 +27,8 @@ describe("loadTls", () => {
 
   const config = (over: Partial<TlsConfig> = {}): TlsConfig => ({ certFile: server.cert, keyFile: server.key, moduleCaForEnvoy: "/envoy/ca.pem", ...over });
 
-  function fails(c: TlsConfig, pattern: RegExp): void {
-    assert.throws(() => loadTls(c), (err: unknown) => {
+  function fails(c: TlsConfig, pattern: RegExp, moduleHost?: string): void {
+    assert.throws(() => loadTls(c, moduleHost), (err: unknown) => {
       assert.ok(err instanceof ConfigError, `a ConfigError, got ${String(err)}`);
       assert.match(err.message, pattern);
       assert.ok(!err.message.includes("\n"), `one line: ${err.message}`);
@@ -67,6 +67,12 @@ describe("loadTls", () => {
     const broken = path.join(dir, "broken.pem");
     fs.writeFileSync(broken, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
     fails(config({ certFile: broken }), /^CP_TLS_CERT=.*certificate 1 is invalid/);
+  });
+
+  test("the certificate must cover the module host Envoy checks (CP_MODULE_ADDRESS)", () => {
+    for (const host of ["127.0.0.1", "localhost"]) assert.ok(loadTls(config(), host), host);
+    fails(config(), /^CP_TLS_CERT=.* does not cover the module host "10\.0\.0\.1" of CP_MODULE_ADDRESS \(its names: .*IP Address:127\.0\.0\.1/, "10.0.0.1");
+    fails(config(), /does not cover the module host "host\.docker\.internal"/, "host.docker.internal");
   });
 
   test("the default CA for Envoy (the client CA) must have signed the server certificate", () => {
