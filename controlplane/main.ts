@@ -1,7 +1,8 @@
 // Entry for `npm run cp`: parse config, wire the parts in data-flow order, handle signals.
 //   filters dir -> build -> registry -> (+ operator state) -> snapshot cache -> xDS streams
 import pino from "pino";
-import { buildFilter, type BuildResult } from "./build/builder.ts";
+import { buildFilter } from "./build/builder.ts";
+import type { Manifest } from "./build/manifest.ts";
 import { closeCompiler } from "./build/compiler.ts";
 import { BuildScheduler } from "./build/scheduler.ts";
 import { listFilters, watchFilters } from "./build/watcher.ts";
@@ -37,11 +38,11 @@ function readConfig(): { config: Config; tls: TlsMaterial | undefined } {
   }
 }
 
-function defaultsOf(result: Extract<BuildResult, { ok: true }>): FilterDefaults {
+function defaultsOf(manifest: Manifest): FilterDefaults {
   const d: FilterDefaults = {};
-  if (result.manifest.order !== undefined) d.order = result.manifest.order;
-  if (result.manifest.enabled !== undefined) d.enabled = result.manifest.enabled;
-  if (result.manifest.configuration !== undefined) d.configuration = result.manifest.configuration;
+  if (manifest.order !== undefined) d.order = manifest.order;
+  if (manifest.enabled !== undefined) d.enabled = manifest.enabled;
+  if (manifest.configuration !== undefined) d.configuration = manifest.configuration;
   return d;
 }
 
@@ -87,10 +88,10 @@ async function main(): Promise<void> {
         // The event before the registry: registering publishes and pushes at once, and events
         // must read in causal order (build.succeeded, snapshot.published, xds.pushed).
         events.emit({ type: "build.succeeded", filter: result.name, sha256: result.sha256, buildMs: result.buildMs, bytes: result.wasm.byteLength });
-        registry.buildSucceeded(result.name, result.wasm, { sha256: result.sha256, rootId: result.rootId, buildMs: result.buildMs }, defaultsOf(result));
+        registry.buildSucceeded(result.name, result.wasm, { sha256: result.sha256, rootId: result.rootId, buildMs: result.buildMs }, defaultsOf(result.manifest));
         log.info({ filter: result.name, sha256: result.sha256, bytes: result.wasm.byteLength, buildMs: result.buildMs }, "filter built");
       } else {
-        registry.buildFailed(result.name, result.error);
+        registry.buildFailed(result.name, result.error, result.manifest ? defaultsOf(result.manifest) : undefined);
         log.error({ filter: result.name, buildMs: result.buildMs, error: result.error }, "filter build failed; last good module keeps serving");
         events.emit({ type: "build.failed", filter: result.name, error: result.error, buildMs: result.buildMs });
       }

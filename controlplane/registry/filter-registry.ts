@@ -83,9 +83,11 @@ export class FilterRegistry {
   }
 
   /** A failed build changes nothing Envoy sees: the last good module and its defaults stay. */
-  buildFailed(name: string, error: string): void {
+  buildFailed(name: string, error: string, manifestDefaults?: FilterDefaults): void {
     const prior = this.entries.get(name);
-    const entry: FilterEntry = { name, status: "error", error, defaults: prior?.defaults ?? {} };
+    // With a module running, its defaults stay; a filter that never built shows its manifest's.
+    const defaults = prior?.module ? prior.defaults : manifestDefaults ?? prior?.defaults ?? {};
+    const entry: FilterEntry = { name, status: "error", error, defaults };
     if (prior?.module) entry.module = prior.module;
     this.entries.set(name, entry);
     this.emit();

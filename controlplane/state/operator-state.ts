@@ -40,6 +40,7 @@ export class OperatorState {
   constructor(private readonly file: string) {}
 
   async load(): Promise<void> {
+    await this.removeStaleTempFiles();
     let text: string;
     try {
       text = await fs.readFile(this.file, "utf8");
@@ -52,6 +53,19 @@ export class OperatorState {
     } catch (err) {
       throw new Error(`state file ${this.file} is invalid: ${(err as Error).message}`);
     }
+  }
+
+  /** A kill between a temp write and its rename leaves `<file>.<pid>.tmp`; they are garbage. */
+  private async removeStaleTempFiles(): Promise<void> {
+    const dir = path.dirname(this.file);
+    const prefix = `${path.basename(this.file)}.`;
+    let names: string[];
+    try {
+      names = await fs.readdir(dir);
+    } catch {
+      return;
+    }
+    await Promise.all(names.filter((n) => n.startsWith(prefix) && n.endsWith(".tmp")).map((n) => fs.rm(path.join(dir, n), { force: true })));
   }
 
   choice(name: string): FilterChoice {
