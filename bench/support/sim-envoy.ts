@@ -2,7 +2,7 @@
 // or the incremental (delta) protocol over real gRPC, ACKing everything. They never fetch modules.
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { protoIncludeDirs } from "../../controlplane/xds/protos.ts";
+import { discoveryLoaderOptions } from "../../controlplane/xds/protos.ts";
 import { CLUSTER, EXTENSION_CONFIG, LISTENER, ROUTE } from "../../controlplane/xds/type-urls.ts";
 import { sharedNow } from "./fanout-protocol.ts";
 
@@ -56,14 +56,7 @@ let adsCtor: (new (address: string, creds: grpc.ChannelCredentials, options?: gr
 /** The ADS client constructor, loaded the way the server loads its service. */
 export function adsClientConstructor(): NonNullable<typeof adsCtor> {
   if (adsCtor) return adsCtor;
-  const definition = protoLoader.loadSync("envoy/service/discovery/v3/ads.proto", {
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: false,
-    oneofs: true,
-    includeDirs: protoIncludeDirs(),
-  });
+  const definition = protoLoader.loadSync("envoy/service/discovery/v3/ads.proto", discoveryLoaderOptions());
   const pkg = grpc.loadPackageDefinition(definition) as unknown as {
     envoy: { service: { discovery: { v3: { AggregatedDiscoveryService: NonNullable<typeof adsCtor> } } } };
   };

@@ -46,3 +46,12 @@ export function envoyRoot(): protobuf.Root {
   cachedRoot = root;
   return root;
 }
+
+/**
+ * How @grpc/proto-loader decodes discovery messages for the server and for test/bench clients:
+ * field names as in the protos (snake_case, like Envoy YAML), enums by name, 64-bit ints as
+ * strings, no default-filled fields (so "unset" stays distinguishable).
+ */
+export function discoveryLoaderOptions() {
+  return { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true, includeDirs: protoIncludeDirs() };
+}

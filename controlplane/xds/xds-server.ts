@@ -6,7 +6,7 @@ import type { NodeKey, SnapshotCache } from "./cache.ts";
 import type { ClientRegistry } from "./client-status.ts";
 import { DeltaSession } from "./delta-session.ts";
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse } from "./discovery-types.ts";
-import { protoIncludeDirs } from "./protos.ts";
+import { discoveryLoaderOptions } from "./protos.ts";
 import type { ConfigSourceKind } from "./resources.ts";
 import { ProtocolError, type SessionLog } from "./session-common.ts";
 import { SotwSession } from "./sotw-session.ts";
@@ -32,14 +32,7 @@ const SERVICES: readonly { proto: string; service: string; sotw: string; delta: 
 ];
 
 function loadServices(): Map<string, grpc.ServiceDefinition> {
-  const definition = protoLoader.loadSync(SERVICES.map((s) => s.proto), {
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: false,
-    oneofs: true,
-    includeDirs: protoIncludeDirs(),
-  });
+  const definition = protoLoader.loadSync(SERVICES.map((s) => s.proto), discoveryLoaderOptions());
   const out = new Map<string, grpc.ServiceDefinition>();
   for (const s of SERVICES) {
     const def = definition[s.service];

@@ -11,7 +11,7 @@ import { SnapshotCache } from "../../controlplane/xds/cache.ts";
 import { ClientRegistry, type ClientStatus, type TypeStatus } from "../../controlplane/xds/client-status.ts";
 import { decodeMessage, type AnyMessage, type ResourceObject } from "../../controlplane/xds/codec.ts";
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse } from "../../controlplane/xds/discovery-types.ts";
-import { protoIncludeDirs } from "../../controlplane/xds/protos.ts";
+import { discoveryLoaderOptions } from "../../controlplane/xds/protos.ts";
 import { buildResources, type FilterResourceSpec, type HostPort } from "../../controlplane/xds/resources.ts";
 import { encodeSnapshot, type Snapshot } from "../../controlplane/xds/snapshot.ts";
 import { createXdsServer, listenXds } from "../../controlplane/xds/xds-server.ts";
@@ -68,14 +68,7 @@ let perTypeCtors: Map<string, ClientCtor> | undefined;
 /** Client constructors of the per-type services (ADS comes from bench/support/sim-envoy.ts). */
 function perTypeConstructor(key: Exclude<ServiceKey, "ads">): ClientCtor {
   if (!perTypeCtors) {
-    const definition = protoLoader.loadSync(Object.values(SERVICES).map((s) => s.proto), {
-      keepCase: true,
-      longs: String,
-      enums: String,
-      defaults: false,
-      oneofs: true,
-      includeDirs: protoIncludeDirs(),
-    });
+    const definition = protoLoader.loadSync(Object.values(SERVICES).map((s) => s.proto), discoveryLoaderOptions());
     const pkg = grpc.loadPackageDefinition(definition) as unknown as Record<string, unknown>;
     perTypeCtors = new Map();
     for (const [k, s] of Object.entries(SERVICES)) {
