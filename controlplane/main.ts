@@ -57,6 +57,10 @@ async function main(): Promise<void> {
   const cache = new SnapshotCache();
   const events = new EventBus();
   const clients = new ClientRegistry(events);
+  // One log line per ACK (pushes, builds and NACKs log where they happen).
+  events.subscribe((e) => {
+    if (e.type === "xds.acked") log.info({ component: "xds", node: e.node, stream: e.stream, type: shortName(e.typeUrl), version: e.version }, "Envoy ACKed");
+  });
   const publisher = new SnapshotPublisher(
     {
       listener: { address: config.listenerAddress, port: config.listenerPort }, upstream: config.upstream, moduleServer: config.moduleAddress,

@@ -1,6 +1,6 @@
 import type { EventBus } from "../events/bus.ts";
 import type { EnvoyNode } from "./discovery-types.ts";
-import { shortName } from "./type-urls.ts";
+import { EXTENSION_CONFIG, shortName } from "./type-urls.ts";
 
 export interface NackRecord {
   version: string;
@@ -110,7 +110,11 @@ function typeView(t: TypeStatus, streamId: number): Record<string, unknown> {
  * JSON view for the admin API: one entry per Envoy (node id + cluster), whether it uses one
  * ADS stream or a stream per type, with every type it subscribes to.
  */
-export function describeClients(clients: readonly ClientStatus[]): Record<string, unknown>[] {
+export function describeClients(
+  clients: readonly ClientStatus[],
+  /** Module sha256 of an ECDS resource version, if known (so the view says which module runs). */
+  moduleOf: (filter: string, resourceVersion: string) => string | undefined = () => undefined,
+): Record<string, unknown>[] {
   const byNode = new Map<string, ClientStatus[]>();
   for (const c of clients) {
     const key = `${c.nodeId}\n${c.nodeCluster}`;
@@ -121,6 +125,9 @@ export function describeClients(clients: readonly ClientStatus[]): Record<string
     streams: streams.map((c) => ({ id: c.streamId, peer: c.peer, connectedAt: c.connectedAt })),
     cacheMissResends: streams.reduce((n, c) => n + (c.cacheMissResends ?? 0), 0),
     types: Object.fromEntries(streams.flatMap((c) => [...c.types.values()].map((t) => [t.typeUrl, typeView(t, c.streamId)]))),
+    // The Wasm module each filter runs on this Envoy, from the ECDS versions it ACKed.
+    filters: Object.fromEntries(streams.flatMap((c) => Object.entries(c.types.get(EXTENSION_CONFIG)?.ackedResources ?? {})
+      .map(([name, version]) => [name, moduleOf(name, version) ?? null]))),
   }));
 }
 

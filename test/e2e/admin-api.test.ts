@@ -146,6 +146,9 @@ describe("admin API through a real Envoy", { timeout: 240_000 }, () => {
       const d = (await api("GET", "/api/filters/stamp")).json as unknown as Detail;
       return d.envoys.some((e) => e.node === "envoy-edge" && e.sha256 === d.sha256);
     }, { what: "the API to report the Envoy on v2", timeoutMs: 20_000, details });
+    const clients = (await httpRequest(`${cp.adminUrl}/api/clients`)).body;
+    const [client] = JSON.parse(clients) as { node: { id: string }; filters: Record<string, string | null> }[];
+    assert.equal(client?.filters.stamp, detail.sha256, "/api/clients says which module each filter runs on each Envoy");
 
     const pinned = await api("POST", "/api/filters/stamp/rollback", { sha256: v1 });
     assert.equal(pinned.status, 200);

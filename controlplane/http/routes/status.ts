@@ -1,21 +1,32 @@
 import type { FastifyInstance } from "fastify";
 import { describeClients } from "../../xds/client-status.ts";
-import { shortName } from "../../xds/type-urls.ts";
+import { EXTENSION_CONFIG, shortName } from "../../xds/type-urls.ts";
 import type { AdminDeps } from "../admin-deps.ts";
 import { ControlPlaneMetrics } from "../metrics.ts";
 
 /** Read-only status: health, connected Envoys, the served snapshot, metrics. */
 export async function statusRoutes(app: FastifyInstance, deps: AdminDeps): Promise<void> {
-  app.get("/healthz", async (_req, reply) => {
+  const anyObject = { type: "object", additionalProperties: true } as const;
+  app.get("/healthz", {
+    schema: { summary: "Liveness and readiness (503 until the first build of the filters dir is done)", tags: ["status"], response: { 200: { type: "object", properties: { status: { type: "string" } } }, 503: { type: "object", properties: { status: { type: "string" } } } } },
+  }, async (_req, reply) => {
     const ready = deps.ready();
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ok" : "starting" });
   });
 
-  app.get("/api/clients", async () => describeClients(deps.clients.list()));
+  app.get("/api/clients", {
+    schema: {
+      summary: "Connected Envoys: node, streams (address, connect time), per type sent/ACKed version and last NACK, and the module each filter runs",
+      tags: ["status"],
+      response: { 200: { type: "array", items: anyObject } },
+    },
+  }, async () => describeClients(deps.clients.list(), (name, version) => deps.resourceAt(EXTENSION_CONFIG, name, version)?.moduleSha256));
 
   // What Envoys are served: per type, the version and each resource's content hash. Two
   // replicas fed the same filters and state answer identically.
-  app.get("/api/snapshot", async (_req, reply) => {
+  app.get("/api/snapshot", {
+    schema: { summary: "The default group's snapshot: per type, version and each resource's content hash", tags: ["status"], response: { 200: anyObject, 503: { type: "object", properties: { error: { type: "string" } } } } },
+  }, async (_req, reply) => {
     const snapshot = deps.snapshot();
     if (!snapshot) return reply.code(503).send({ error: "no snapshot yet (initial build running)" });
     return Object.fromEntries([...snapshot.types].map(([typeUrl, t]) => [typeUrl, {
