@@ -49,7 +49,8 @@ const build = (): Snapshot => encodeSnapshot(buildResources({
   upstream: { host: "echo", port: 8080 },
   moduleServer: { host: "host.docker.internal", port: 18080 },
   filters: filterSpecs(),
-}));
+  // Like the product's publisher: unchanged resources keep their encodings (per-Envoy ones too).
+}), cache.get());
 
 interface ServerOptions {
   cache: SnapshotCache;
