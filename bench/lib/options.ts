@@ -23,6 +23,8 @@ export interface BenchOptions {
   only: "all" | "steady" | "reload";
   /** Add rows for add-header built with -O3 (static Envoys). */
   o3: boolean;
+  /** Nice value for the control plane processes. */
+  cpNice: number;
   /** Reload scenarios to run, in this order. */
   reloads: string[];
   reload: { edit: ReloadPlan; rebuild: ReloadPlan; toggle: ReloadPlan; listener: ReloadPlan; windowMs: number };
@@ -34,11 +36,14 @@ export const USAGE = `npm run bench [-- options]
   --concurrency N      Envoy worker threads (default 1)
   --rounds N           steady-state rounds (default 5; quick 1)
   --seconds S          seconds per steady run, closed and open each (default 5; quick 1)
-  --rate R             open-loop requests/s (default 1000; quick 300)
+  --rate R             open-loop requests/s (default 500: about a third of the slowest proxied
+                       scenario's capacity here, so queueing does not dominate; quick 300)
   --connections C      closed-loop connections (default 10)
   --only steady|reload run one half
   --o3 / --skip-o3     add-header built with -O3 as 2 more rows (static Envoys): on in the full
                        run, off in --quick (the -O3 compile alone takes 5-30 s)
+  --cp-nice N          run the control planes at nice N (default 0, as users run them): shows how
+                       much of a reload's latency cost is the compile competing with Envoy for CPU
   --reloads LIST       reload scenarios (default edit,rebuild,toggle,listener)
   --edit-actions N     edits in the edit scenario (default 30, every 2 s)`;
 
@@ -46,6 +51,12 @@ function positive(name: string, v: string | undefined, fallback: number): number
   if (v === undefined) return fallback;
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name}: expected a positive number, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+function niceValue(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 19) throw new Error(`--cp-nice: expected 0..19, got ${JSON.stringify(v)}`);
   return n;
 }
 
@@ -60,6 +71,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       quick: { type: "boolean", default: false },
       o3: { type: "boolean", default: false },
       "skip-o3": { type: "boolean", default: false },
+      "cp-nice": { type: "string", default: "0" },
       out: { type: "string" },
       concurrency: { type: "string" },
       rounds: { type: "string" },
@@ -88,9 +100,10 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     openS: seconds,
     warmupS: q ? 0.3 : 2,
     connections: positive("connections", values.connections, 10),
-    rate: positive("rate", values.rate, q ? 300 : 1000),
+    rate: positive("rate", values.rate, q ? 300 : 500),
     only: values.only as BenchOptions["only"],
     o3: q ? values.o3 : !values["skip-o3"],
+    cpNice: niceValue(values["cp-nice"]),
     reloads: values.reloads.split(",").map((r) => r.trim()).filter(Boolean),
     reload: {
       // edit the source every 2 s (and, as its control, recompile to the same module); toggle every 1 s; add/remove the folder every 6 s (a

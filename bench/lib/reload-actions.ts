@@ -18,6 +18,8 @@ import type { ProductStack } from "./stacks.ts";
 export type ReloadKind = "edit" | "rebuild" | "toggle" | "listener";
 
 export interface Action {
+  /** What was done, for grouping: save, comment, disable, enable, add, remove. */
+  what: string;
   label: string;
   /** The filter whose build this action causes (none for a toggle or a removal). */
   buildOf?: string;
@@ -53,6 +55,7 @@ export function editScenario(stack: ProductStack): ReloadScenario {
       const v = ++version;
       fs.writeFileSync(file, stampedAddHeader(`v${v}`));
       return {
+        what: "save",
         label: `save v${v}`,
         buildOf: TARGET_FILTER,
         isNew: (m) => {
@@ -75,7 +78,7 @@ export function rebuildScenario(stack: ProductStack): ReloadScenario {
     async act() {
       const current = fs.readFileSync(file, "utf8").replace(/\n\/\/ bench rebuild \d+\n$/, "\n");
       fs.writeFileSync(file, `${current}// bench rebuild ${++n}\n`);
-      return { label: `comment ${n}`, buildOf: TARGET_FILTER, sameModule: true, isNew: () => false };
+      return { what: "comment", label: `comment ${n}`, buildOf: TARGET_FILTER, sameModule: true, isNew: () => false };
     },
   };
 }
@@ -92,6 +95,7 @@ export function toggleScenario(stack: ProductStack): ReloadScenario {
       const r = await stack.cp.api(`/api/filters/${TARGET_FILTER}/${action}`, "POST");
       if (r.status !== 200) throw new Error(`POST ${action}: ${r.status} ${r.body}`);
       return {
+        what: action,
         label: action,
         isNew: (m) => (markerValue(m, "x-wasm-filter") !== undefined) === enable,
       };
@@ -113,10 +117,10 @@ export function listenerScenario(stack: ProductStack): ReloadScenario {
         fs.mkdirSync(dir, { recursive: true });
         fs.writeFileSync(path.join(dir, "filter.json"), JSON.stringify({ order: 20 }));
         fs.writeFileSync(path.join(dir, "index.ts"), extraFilter(value));
-        return { label: `add ${EXTRA} (${value})`, buildOf: EXTRA, isNew: (m) => markerValue(m, "x-wasm-extra") === value };
+        return { what: "add", label: `add ${EXTRA} (${value})`, buildOf: EXTRA, isNew: (m) => markerValue(m, "x-wasm-extra") === value };
       }
       fs.rmSync(dir, { recursive: true, force: true });
-      return { label: `remove ${EXTRA}`, isNew: (m) => markerValue(m, "x-wasm-extra") === undefined };
+      return { what: "remove", label: `remove ${EXTRA}`, isNew: (m) => markerValue(m, "x-wasm-extra") === undefined };
     },
   };
 }

@@ -9,6 +9,7 @@ import type { SampleLog } from "./samples.ts";
 
 /** Times in ms after the load started. */
 export interface ActionTimeline {
+  what: string;
   label: string;
   at: number;
   builtAt?: number;
@@ -65,22 +66,27 @@ function lastOld(t: Taken, until: number, log: SampleLog): number | undefined {
 }
 
 export function timeline(t: Taken, until: number, origin: number, watch: CpWatch, log: SampleLog, probe: SampleLog): ActionTimeline {
-  const out: ActionTimeline = { label: t.action.label, at: t.at - origin, nacks: 0 };
+  const out: ActionTimeline = { what: t.action.what, label: t.action.label, at: t.at - origin, nacks: 0 };
   const rel = (x: number | undefined): number | undefined => (x === undefined ? undefined : x - origin);
+  let builtAbs: number | undefined;
   if (t.action.buildOf) {
-    // The first module of this filter built after the action. Matched on builtAt, not on the
-    // status seen by a poll: when saves follow closely, the next build may already be running
-    // (status "building", this module still current) by the time the poll looks.
-    const e = watch.filterEvents.find((f) => f.name === t.action.buildOf && f.sha256 !== null && (t.action.sameModule || f.sha256 !== t.shaBefore) && f.builtAt !== undefined && Date.parse(f.builtAt) >= t.at - 2);
+    // The first build of this filter that started after the action (builtAt - buildMs): when
+    // saves come faster than builds, a build still running from the previous save finishes
+    // after this action and must not be taken for its own. Matched on builtAt, not on the
+    // status a poll saw: the next build may already be running when the poll looks.
+    const e = watch.filterEvents.find((f) => f.name === t.action.buildOf && f.sha256 !== null && (t.action.sameModule || f.sha256 !== t.shaBefore)
+      && f.builtAt !== undefined && Date.parse(f.builtAt) - (f.buildMs ?? 0) >= t.at - 5);
     if (e) {
+      builtAbs = Date.parse(e.builtAt!);
       out.module = `${e.sha256!.slice(0, 12)}${e.sha256 === t.shaBefore ? " (unchanged)" : ""}`;
-      out.builtAt = rel(Date.parse(e.builtAt!));
+      out.builtAt = rel(builtAbs);
       if (e.buildMs !== undefined) out.buildMs = e.buildMs;
     }
   }
-  // A push that follows a build may come after the next action; a rebuild (same module) should
-  // push nothing at all, so only its own interval is searched.
-  const sent = watch.typeEvents.find((e) => e.type === t.xdsType && e.kind === "sent" && e.at >= t.at && e.version !== t.sentBefore && (!t.action.sameModule || e.at < until));
+  // The push after this action's build (a push that follows a build may come after the next
+  // action). A rebuild (same module) should push nothing, so only its own interval is searched.
+  const from = Math.max(t.at, builtAbs ?? -Infinity);
+  const sent = watch.typeEvents.find((e) => e.type === t.xdsType && e.kind === "sent" && e.at >= from && e.version !== t.sentBefore && (!t.action.sameModule || e.at < until));
   const acked = sent && watch.typeEvents.find((e) => e.type === t.xdsType && e.kind === "acked" && e.at >= sent.at && e.version === sent.version);
   out.nacks = watch.typeEvents.filter((e) => e.kind === "nack" && e.at >= t.at && e.at < until).length;
   out.sentAt = rel(sent?.at);

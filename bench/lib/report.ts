@@ -92,21 +92,29 @@ function splitCell(actions: ActionTimeline[], key: keyof ActionTimeline): string
 }
 
 function splitTable(reloads: ReloadResult[]): Table {
+  const rows: string[][] = [];
+  for (const r of reloads) {
+    for (const what of [...new Set(r.actions.map((a) => a.what))]) {
+      const actions = r.actions.filter((a) => a.what === what);
+      rows.push([
+        `${r.kind}: ${what}`,
+        r.load,
+        String(actions.length),
+        splitCell(actions, "actionToBuilt"),
+        splitCell(actions, "buildMs"),
+        splitCell(actions, "builtToSent"),
+        splitCell(actions, "sentToAcked"),
+        splitCell(actions, "ackedToFirstNew"),
+        splitCell(actions, "actionToFirstNew"),
+        splitCell(actions, "actionToFirstNewFresh"),
+        String(actions.reduce((n, a) => n + a.nacks, 0)),
+      ]);
+    }
+  }
   return {
-    headers: ["scenario", "load", "action -> built", "compile", "built -> sent", "sent -> ACK", "ACK -> first new", "action -> first new (load)", "action -> first new (fresh conn)", "NACKs"],
+    headers: ["scenario: action", "load", "n", "action -> built", "compile", "built -> sent", "sent -> ACK", "ACK -> first new", "action -> first new (load)", "action -> first new (fresh conn)", "NACKs"],
     leftColumns: [0, 1],
-    rows: reloads.map((r) => [
-      r.kind,
-      r.load,
-      splitCell(r.actions, "actionToBuilt"),
-      splitCell(r.actions, "buildMs"),
-      splitCell(r.actions, "builtToSent"),
-      splitCell(r.actions, "sentToAcked"),
-      splitCell(r.actions, "ackedToFirstNew"),
-      splitCell(r.actions, "actionToFirstNew"),
-      splitCell(r.actions, "actionToFirstNewFresh"),
-      String(r.actions.reduce((n, a) => n + a.nacks, 0)),
-    ]),
+    rows,
   };
 }
 
@@ -123,8 +131,10 @@ function charts(outDir: string, rows: Row[], reloads: ReloadResult[]): string[] 
     fs.writeFileSync(path.join(outDir, name), svg);
     files.push(name);
   };
+  const steadyRows = rows.filter((r) => r.rounds > 0);
   for (const mode of ["open", "closed"] as const) {
-    const own = rows.filter((r) => r.mode === mode);
+    const own = steadyRows.filter((r) => r.mode === mode);
+    if (own.length === 0) continue;
     write(`latency-${mode}.svg`, barChart({
       title: `Latency per scenario, ${mode === "open" ? "open loop (fixed rate)" : "closed loop (fixed connections)"}: median of rounds; whisker = p99 min-max across rounds`,
       unit: "ms",
@@ -136,19 +146,22 @@ function charts(outDir: string, rows: Row[], reloads: ReloadResult[]): string[] 
       ],
     }));
   }
-  const closed = rows.filter((r) => r.mode === "closed");
-  write("throughput.svg", barChart({
-    title: "Throughput, closed loop: median of rounds; whisker = min-max",
-    unit: "requests/s",
-    categories: closed.map((r) => r.target.label),
-    series: [{ name: "req/s", values: closed.map((r) => r.reqPerSec.median), low: closed.map((r) => r.reqPerSec.min), high: closed.map((r) => r.reqPerSec.max) }],
-  }));
-  write("envoy-cpu.svg", barChart({
-    title: "Envoy CPU (user+system) per request, closed loop",
-    unit: "microseconds per request",
-    categories: closed.filter((r) => Number.isFinite(r.envoyCpuUs)).map((r) => r.target.label),
-    series: [{ name: "Envoy us/req", values: closed.filter((r) => Number.isFinite(r.envoyCpuUs)).map((r) => r.envoyCpuUs) }],
-  }));
+  const closed = steadyRows.filter((r) => r.mode === "closed");
+  if (closed.length > 0) {
+    write("throughput.svg", barChart({
+      title: "Throughput, closed loop: median of rounds; whisker = min-max",
+      unit: "requests/s",
+      categories: closed.map((r) => r.target.label),
+      series: [{ name: "req/s", values: closed.map((r) => r.reqPerSec.median), low: closed.map((r) => r.reqPerSec.min), high: closed.map((r) => r.reqPerSec.max) }],
+    }));
+    const withCpu = closed.filter((r) => Number.isFinite(r.envoyCpuUs));
+    write("envoy-cpu.svg", barChart({
+      title: "Envoy CPU (user+system) per request, closed loop",
+      unit: "microseconds per request",
+      categories: withCpu.map((r) => r.target.label),
+      series: [{ name: "Envoy us/req", values: withCpu.map((r) => r.envoyCpuUs) }],
+    }));
+  }
   for (const r of reloads) {
     write(`reload-${r.kind}-${r.mode}.svg`, timeSeriesChart({
       title: `${r.title}, ${r.load}: ${r.actions.length} actions, ${r.non2xx + r.socketErrors} failed requests`,
@@ -196,7 +209,7 @@ export function writeReport(outDir: string, results: BenchResults): string {
   const header = [
     `Envoy ${m.envoyVersion}, --concurrency ${m.envoyConcurrency}; ${m.cores} cores (${m.cpuModel}); node ${m.node}; commit ${m.commit}`,
     `load average before ${m.loadavgBefore.map((v) => v.toFixed(2)).join(" ")}, after ${m.loadavgAfter.map((v) => v.toFixed(2)).join(" ")}; 1-min samples during the run: min ${fmt(Math.min(...m.loadavgSamples))}, median ${fmt(spread(m.loadavgSamples).median)}, max ${fmt(Math.max(...m.loadavgSamples))} (other sessions share this machine)`,
-    `${m.quick ? "QUICK MODE (numbers are not meaningful)" : "full run"}: ${o.rounds} rounds x (closed ${o.closedS} s with ${o.connections} connections + open ${o.openS} s at ${o.rate} req/s) per scenario, after ${o.warmupS} s warm-up each; ${m.startedAt} -> ${m.finishedAt}`,
+    `${m.quick ? "QUICK MODE (numbers are not meaningful)" : "full run"}${o.cpNice ? `, control planes at nice ${String(o.cpNice)}` : ""}: ${o.rounds} rounds x (closed ${o.closedS} s with ${o.connections} connections + open ${o.openS} s at ${o.rate} req/s) per scenario, after ${o.warmupS} s warm-up each; ${m.startedAt} -> ${m.finishedAt}`,
   ];
   const closedT = steadyTable(rows, "closed");
   const openT = steadyTable(rows, "open");
@@ -213,38 +226,42 @@ export function writeReport(outDir: string, results: BenchResults): string {
     ...goalLines(goals),
     "```",
     "",
-    "## Steady state",
-    "",
-    "Same listener shape everywhere (HCM + filter(s) + router); only the filter differs. Every filter adds the request header",
-    "`x-wasm-processed: yes` and the response header `x-wasm-filter: add-header` (checked before measuring). Values are medians",
-    "across rounds; ratios are per-round ratios (same round, back to back) then the median. Envoy CPU us/req = Envoy's",
-    "user+system CPU time during the run divided by the requests answered.",
-    "",
-    `### Closed loop (autocannon, ${o.connections} connections, ${o.closedS} s per round)`,
-    "",
-    markdownTable(closedT),
-    "",
-    `### Open loop (${o.rate} req/s fixed schedule, latency from the scheduled send, ${o.openS} s per round)`,
-    "",
-    markdownTable(openT),
-    "",
-    "![latency, open loop](latency-open.svg)",
-    "![latency, closed loop](latency-closed.svg)",
-    "![throughput](throughput.svg)",
-    "![Envoy CPU per request](envoy-cpu.svg)",
-    "",
-    "## Reloads under load (control plane + Envoy, the product path)",
-    "",
-    "Reload window: [action, max(action + 1 s, first new response + 250 ms)). Failed = non-2xx or no response, on the load",
-    "and on a probe that opens a fresh connection every 50 ms. Times in ms; median (min..max) over the actions; [n/m] = seen",
-    "for n of m actions. sent/ACK times are when a 20 ms poll of GET /api/clients first saw them.",
-    "",
-    markdownTable(reloadT),
-    "",
-    markdownTable(splitT),
-    "",
-    ...results.reload.map((r) => `![${r.kind} ${r.mode}](reload-${r.kind}-${r.mode}.svg)`),
-    "",
+    ...(results.steady.length === 0 ? [] : [
+      "## Steady state",
+      "",
+      "Same listener shape everywhere (HCM + filter(s) + router); only the filter differs. Every filter adds the request header",
+      "`x-wasm-processed: yes` and the response header `x-wasm-filter: add-header` (checked before measuring). Values are medians",
+      "across rounds; ratios are per-round ratios (same round, back to back) then the median. Envoy CPU us/req = Envoy's",
+      "user+system CPU time during the run divided by the requests answered.",
+      "",
+      `### Closed loop (autocannon, ${o.connections} connections, ${o.closedS} s per round)`,
+      "",
+      markdownTable(closedT),
+      "",
+      `### Open loop (${o.rate} req/s fixed schedule, ${o.openS} s per round)`,
+      "",
+      markdownTable(openT),
+      "",
+      "![latency, open loop](latency-open.svg)",
+      "![latency, closed loop](latency-closed.svg)",
+      "![throughput](throughput.svg)",
+      "![Envoy CPU per request](envoy-cpu.svg)",
+      "",
+    ]),
+    ...(results.reload.length === 0 ? [] : [
+      "## Reloads under load (control plane + Envoy, the product path)",
+      "",
+      "Reload window: [action, max(action + 1 s, first new response + 250 ms)). Failed = non-2xx or no response, on the load",
+      "and on a probe that opens a fresh connection every 50 ms. Times in ms; median (min..max) over the actions; [n/m] = seen",
+      "for n of m actions. sent/ACK times are when a 20 ms poll of GET /api/clients first saw them.",
+      "",
+      markdownTable(reloadT),
+      "",
+      markdownTable(splitT),
+      "",
+      ...results.reload.map((r) => `![${r.kind} ${r.mode}](reload-${r.kind}-${r.mode}.svg)`),
+      "",
+    ]),
     "## Method notes",
     "",
     ...METHOD,
@@ -256,17 +273,8 @@ export function writeReport(outDir: string, results: BenchResults): string {
   return [
     ...header,
     "",
-    `closed loop (${o.connections} connections)`,
-    textTable(closedT),
-    "",
-    `open loop (${o.rate} req/s)`,
-    textTable(openT),
-    "",
-    "reloads under load",
-    textTable(reloadT),
-    "",
-    textTable(splitT),
-    "",
+    ...(results.steady.length === 0 ? [] : [`closed loop (${o.connections} connections)`, textTable(closedT), "", `open loop (${o.rate} req/s)`, textTable(openT), ""]),
+    ...(results.reload.length === 0 ? [] : ["reloads under load", textTable(reloadT), "", textTable(splitT), ""]),
     "targets (reported, not asserted)",
     ...goalLines(goals),
     "",

@@ -22,6 +22,7 @@ import { staticBootstrap, type FilterKind, type WasmModuleFile } from "./envoy-c
 import { spawnEnvoy, type BenchEnvoy } from "./envoy-process.ts";
 import { CHAIN_LENGTH, chainFilterDir, chainName, chainRootId, singleFilterDir } from "./filters.ts";
 import { buildOptimised } from "./o3.ts";
+import { reniceProcess } from "./proc.ts";
 import { startUpstream, type Upstream } from "./upstream.ts";
 import { verifyTarget } from "./verify.ts";
 
@@ -70,6 +71,8 @@ interface StartOptions {
   concurrency: number;
   /** Also run add-header built with -O3 (static Envoys, proxied and direct_response). */
   o3: boolean;
+  /** Nice value for the control plane processes (0: as users run them). */
+  cpNice: number;
   cleanup: Cleanup;
   log: (line: string) => void;
 }
@@ -78,6 +81,7 @@ async function startProduct(name: string, filtersDir: string, expected: string[]
   const ports = await allocatePorts();
   const cp = await startControlPlane({ ports, filtersDir, stateFile: path.join(o.workDir, `${name}-state.json`), upstreamPort, workDir: o.workDir, name: `${name}-controlplane` });
   o.cleanup.add(`${name} control plane`, () => cp.kill("SIGTERM"));
+  if (o.cpNice > 0) reniceProcess(cp.pid, o.cpNice);
   await waitFor(async () => {
     const filters = await cp.filters();
     return expected.every((n) => filters.some((f) => f.name === n && f.status === "ok" && f.sha256));
