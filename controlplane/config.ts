@@ -17,6 +17,13 @@ export interface Config {
   filtersDir: string;
   stateFile: string;
   logLevel: string;
+  /** Largest module ever announced to Envoy, built or uploaded (CP_MAX_MODULE_BYTES). */
+  maxModuleBytes: number;
+  /** Nice value (0-19) of the compile thread, so a build yields the CPU to a co-located Envoy. */
+  buildNice: number;
+  /** Runtime failures of a filter (Envoy stats) within autoDisableWindowS that trigger a rollback or disable; 0 = off. */
+  autoDisableAfter: number;
+  autoDisableWindowS: number;
   /** Bearer token the admin API requires (CP_ADMIN_TOKEN); absent: no check (loopback only). */
   adminToken?: string;
   /** TLS for the xDS port and the module server (CP_TLS_CERT, CP_TLS_KEY, ...); absent: plaintext. */
@@ -63,6 +70,10 @@ const SETTINGS: readonly Setting[] = [
   { env: "CP_FILTERS_DIR", flag: "filters-dir", help: "directory of AssemblyScript filters", default: () => "./filters" },
   { env: "CP_STATE_FILE", flag: "state-file", help: "where enable/disable choices persist", default: () => "./.state/state.json" },
   { env: "CP_LOG_LEVEL", flag: "log-level", help: "pino log level", default: () => "info" },
+  { env: "CP_MAX_MODULE_BYTES", flag: "max-module-bytes", help: "largest Wasm module (bytes) built or uploaded that is ever pushed to Envoy", default: () => String(8 * 1024 * 1024), defaultHelp: "8388608 = 8 MiB" },
+  { env: "CP_BUILD_NICE", flag: "build-nice", help: "nice value 0-19 of the compile thread (0: same priority as the rest)", default: () => "10" },
+  { env: "CP_AUTO_DISABLE_AFTER", flag: "auto-disable-after", help: "runtime failures of a filter (Envoy FAIL_RELOAD stats) within the window that make the control plane roll it back or disable it (0: off)", default: () => "5" },
+  { env: "CP_AUTO_DISABLE_WINDOW", flag: "auto-disable-window", help: "seconds over which CP_AUTO_DISABLE_AFTER counts failures", default: () => "60" },
   // Security (README "Security").
   { env: "CP_ADMIN_TOKEN", flag: "admin-token", help: "bearer token for /api and /metrics, required when CP_ADMIN_HOST is not loopback (prefer the variable: flags show in ps)", default: () => "", defaultHelp: "none" },
   { env: "CP_TLS_CERT", flag: "tls-cert", help: "PEM certificate chain: serve xDS and modules over TLS", default: () => "", defaultHelp: "none: plaintext" },
@@ -109,6 +120,10 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | "he
     filtersDir: path.resolve(get("CP_FILTERS_DIR")),
     stateFile: path.resolve(get("CP_STATE_FILE")),
     logLevel: oneOf(get, "CP_LOG_LEVEL", ["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
+    maxModuleBytes: byteCount(get, "CP_MAX_MODULE_BYTES"),
+    buildNice: intInRange(get, "CP_BUILD_NICE", 0, 19),
+    autoDisableAfter: intInRange(get, "CP_AUTO_DISABLE_AFTER", 0, 1_000_000),
+    autoDisableWindowS: intInRange(get, "CP_AUTO_DISABLE_WINDOW", 1, 86_400),
   };
   const token = adminToken(get, config.adminHost);
   if (token !== undefined) config.adminToken = token;
@@ -192,6 +207,21 @@ function hostPort(get: (n: string) => string, name: string): HostPort {
     throw new ConfigError(`${name}=${JSON.stringify(v)}: expected host:port, e.g. 127.0.0.1:8080 or echo:8080`);
   }
   return { host: h, port: p };
+}
+
+function intInRange(get: (n: string) => string, name: string, min: number, max: number): number {
+  const v = get(name);
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < min || n > max) throw new ConfigError(`${name}=${JSON.stringify(v)}: expected an integer ${min}-${max}`);
+  return n;
+}
+
+/** A positive byte count, at most 1 GiB (beyond that Envoy's fetch and V8 are the limit anyway). */
+function byteCount(get: (n: string) => string, name: string): number {
+  const v = get(name);
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 1 || n > 1024 * 1024 * 1024) throw new ConfigError(`${name}=${JSON.stringify(v)}: expected a number of bytes, 1 to 1073741824`);
+  return n;
 }
 
 function oneOf(get: (n: string) => string, name: string, allowed: string[]): string {

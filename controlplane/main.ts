@@ -3,13 +3,17 @@
 import pino from "pino";
 import { buildFilter } from "./build/builder.ts";
 import type { Manifest } from "./build/manifest.ts";
-import { closeCompiler } from "./build/compiler.ts";
+import { moduleCapabilities } from "./build/capabilities.ts";
+import { validateModule } from "./build/validate.ts";
+import { closeCompiler, setCompileNice } from "./build/compiler.ts";
 import { BuildScheduler } from "./build/scheduler.ts";
 import { listFilters, watchFilters } from "./build/watcher.ts";
 import { ConfigError, loadConfig, usage, type Config } from "./config.ts";
 import { createAdminApi } from "./http/admin-api.ts";
 import { createModuleServer } from "./http/module-server.ts";
 import { EventBus } from "./events/bus.ts";
+import { addMetricsService } from "./health/metrics-service.ts";
+import { HealthMonitor } from "./health/monitor.ts";
 import { FetchTracker } from "./registry/fetch-tracker.ts";
 import { FilterRegistry, type FilterDefaults } from "./registry/filter-registry.ts";
 import { OperatorState } from "./state/operator-state.ts";
@@ -49,6 +53,7 @@ function defaultsOf(manifest: Manifest): FilterDefaults {
 async function main(): Promise<void> {
   const { config, tls } = readConfig();
   const log = pino({ level: config.logLevel, base: { pid: process.pid } });
+  setCompileNice(config.buildNice);
 
   const state = new OperatorState(config.stateFile);
   await state.load();
@@ -76,7 +81,9 @@ async function main(): Promise<void> {
 
   // Filters present on disk; a build that finishes after its folder was deleted is dropped.
   const present = new Set<string>();
-  const scheduler = new BuildScheduler((name) => buildFilter(config.filtersDir, name), {
+  // The size cap applies before a module is ever registered (and so served or announced).
+  const validate = (bytes: Uint8Array) => validateModule(bytes, { maxBytes: config.maxModuleBytes });
+  const scheduler = new BuildScheduler((name) => buildFilter(config.filtersDir, name, { validate }), {
     onStart: (name) => {
       registry.buildStarted(name);
       events.emit({ type: "build.started", filter: name });
@@ -92,7 +99,11 @@ async function main(): Promise<void> {
         // The event before the registry: registering publishes and pushes at once, and events
         // must read in causal order (build.succeeded, snapshot.published, xds.pushed).
         events.emit({ type: "build.succeeded", filter: result.name, sha256: result.sha256, buildMs: result.buildMs, bytes: result.wasm.byteLength });
-        registry.buildSucceeded(result.name, result.wasm, { sha256: result.sha256, rootId: result.rootId, buildMs: result.buildMs }, defaultsOf(result.manifest));
+        const capabilities = moduleCapabilities(result.wasm, result.manifest.capabilities ?? []);
+        if (capabilities.undeclaredImports.length > 0) {
+          log.warn({ filter: result.name, undeclaredImports: capabilities.undeclaredImports }, "filter imports host functions its filter.json does not declare: Envoy will deny those calls");
+        }
+        registry.buildSucceeded(result.name, result.wasm, { sha256: result.sha256, rootId: result.rootId, buildMs: result.buildMs, capabilities }, defaultsOf(result.manifest));
         log.info({ filter: result.name, sha256: result.sha256, bytes: result.wasm.byteLength, buildMs: result.buildMs }, "filter built");
       } else {
         registry.buildFailed(result.name, result.error, result.manifest ? defaultsOf(result.manifest) : undefined);
@@ -102,10 +113,14 @@ async function main(): Promise<void> {
     },
   });
 
+  const health = new HealthMonitor({ registry, state, events, log: log.child({ component: "health" }) }, { threshold: config.autoDisableAfter, windowMs: config.autoDisableWindowS * 1000 });
   const moduleServer = createModuleServer(registry, fetches, log, { tls, events });
   let ready = false;
-  const admin = createAdminApi({ registry, state, clients, events, snapshot: () => cache.get(), resourceAt: (t, n, v) => cache.resourceAt(t, n, v), ready: () => ready }, log, { token: config.adminToken });
+  const admin = createAdminApi({ registry, state, clients, events, snapshot: () => cache.get(), resourceAt: (t, n, v) => cache.resourceAt(t, n, v), ready: () => ready, maxModuleBytes: config.maxModuleBytes, health }, log, { token: config.adminToken });
   const ads = createXdsServer({ cache, clients, fetches, log: log.child({ component: "xds" }) });
+  // Envoy's metrics_service stat sink streams to the same gRPC server; the failure counters of
+  // Wasm plugins feed the health monitor, which rolls back or disables through operator state.
+  addMetricsService(ads, { opened: (node, peer) => health.opened(node, peer), closed: (node) => health.closed(node), report: (r) => void health.report(r) }, log.child({ component: "health" }));
   clients.onNack((client, type, nack) => log.warn({ node: client.nodeId, type: shortName(type.typeUrl), version: nack.version, error: nack.message }, "NACK recorded"));
 
   await moduleServer.listen({ host: config.moduleHost, port: config.modulePort });

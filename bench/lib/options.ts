@@ -23,8 +23,8 @@ export interface BenchOptions {
   only: "all" | "steady" | "reload";
   /** Add rows for add-header built with -O3 (static Envoys). */
   o3: boolean;
-  /** Nice value for the control plane processes. */
-  cpNice: number;
+  /** CP_BUILD_NICE for the control planes (undefined: the product's default). */
+  buildNice: number | undefined;
   /** Reload scenarios to run, in this order. */
   reloads: string[];
   reload: { edit: ReloadPlan; rebuild: ReloadPlan; toggle: ReloadPlan; listener: ReloadPlan; windowMs: number };
@@ -42,8 +42,8 @@ export const USAGE = `npm run bench [-- options]
   --only steady|reload run one half
   --o3 / --skip-o3     add-header built with -O3 as 2 more rows (static Envoys): on in the full
                        run, off in --quick (the -O3 compile alone takes 5-30 s)
-  --cp-nice N          run the control planes at nice N (default 0, as users run them): shows how
-                       much of a reload's latency cost is the compile competing with Envoy for CPU
+  --build-nice N       CP_BUILD_NICE of the control planes (default: theirs, 10); 0 compiles at
+                       Envoy's priority: shows how much of a reload's latency cost is CPU contention
   --reloads LIST       reload scenarios (default edit,rebuild,toggle,listener)
   --edit-actions N     edits in the edit scenario (default 30, every 2 s)`;
 
@@ -56,7 +56,7 @@ function positive(name: string, v: string | undefined, fallback: number): number
 
 function niceValue(v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 19) throw new Error(`--cp-nice: expected 0..19, got ${JSON.stringify(v)}`);
+  if (!/^\d+$/.test(v) || n > 19) throw new Error(`--build-nice: expected 0..19, got ${JSON.stringify(v)}`);
   return n;
 }
 
@@ -71,7 +71,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       quick: { type: "boolean", default: false },
       o3: { type: "boolean", default: false },
       "skip-o3": { type: "boolean", default: false },
-      "cp-nice": { type: "string", default: "0" },
+      "build-nice": { type: "string" },
       out: { type: "string" },
       concurrency: { type: "string" },
       rounds: { type: "string" },
@@ -103,7 +103,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     rate: positive("rate", values.rate, q ? 300 : 500),
     only: values.only as BenchOptions["only"],
     o3: q ? values.o3 : !values["skip-o3"],
-    cpNice: niceValue(values["cp-nice"]),
+    buildNice: values["build-nice"] === undefined ? undefined : niceValue(values["build-nice"]),
     reloads: values.reloads.split(",").map((r) => r.trim()).filter(Boolean),
     reload: {
       // edit the source every 2 s (and, as its control, recompile to the same module); toggle every 1 s; add/remove the folder every 6 s (a

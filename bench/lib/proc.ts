@@ -1,6 +1,5 @@
 /** CPU time and memory of a process from /proc (Linux), for per-request cost attribution. */
 import fs from "node:fs";
-import os from "node:os";
 
 const TICKS_PER_SECOND = 100; // USER_HZ: 100 on every Linux the bench targets (getconf CLK_TCK)
 
@@ -26,13 +25,4 @@ export function rssMiB(pid: number): number {
   } catch {
     return NaN;
   }
-}
-
-/**
- * Sets the nice value of every thread of a process (Linux priorities are per thread; threads
- * created later inherit their creator's, so a control plane's compile worker follows its main
- * thread).
- */
-export function reniceProcess(pid: number, nice: number): void {
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) os.setPriority(Number(tid), nice);
 }

@@ -209,7 +209,7 @@ export function writeReport(outDir: string, results: BenchResults): string {
   const header = [
     `Envoy ${m.envoyVersion}, --concurrency ${m.envoyConcurrency}; ${m.cores} cores (${m.cpuModel}); node ${m.node}; commit ${m.commit}`,
     `load average before ${m.loadavgBefore.map((v) => v.toFixed(2)).join(" ")}, after ${m.loadavgAfter.map((v) => v.toFixed(2)).join(" ")}; 1-min samples during the run: min ${fmt(Math.min(...m.loadavgSamples))}, median ${fmt(spread(m.loadavgSamples).median)}, max ${fmt(Math.max(...m.loadavgSamples))} (other sessions share this machine)`,
-    `${m.quick ? "QUICK MODE (numbers are not meaningful)" : "full run"}${o.cpNice ? `, control planes at nice ${String(o.cpNice)}` : ""}: ${o.rounds} rounds x (closed ${o.closedS} s with ${o.connections} connections + open ${o.openS} s at ${o.rate} req/s) per scenario, after ${o.warmupS} s warm-up each; ${m.startedAt} -> ${m.finishedAt}`,
+    `${m.quick ? "QUICK MODE (numbers are not meaningful)" : "full run"}${o.buildNice !== undefined ? `, CP_BUILD_NICE=${String(o.buildNice)}` : ""}: ${o.rounds} rounds x (closed ${o.closedS} s with ${o.connections} connections + open ${o.openS} s at ${o.rate} req/s) per scenario, after ${o.warmupS} s warm-up each; ${m.startedAt} -> ${m.finishedAt}`,
   ];
   const closedT = steadyTable(rows, "closed");
   const openT = steadyTable(rows, "open");

@@ -22,7 +22,6 @@ import { staticBootstrap, type FilterKind, type WasmModuleFile } from "./envoy-c
 import { spawnEnvoy, type BenchEnvoy } from "./envoy-process.ts";
 import { CHAIN_LENGTH, chainFilterDir, chainName, chainRootId, singleFilterDir } from "./filters.ts";
 import { buildOptimised } from "./o3.ts";
-import { reniceProcess } from "./proc.ts";
 import { startUpstream, type Upstream } from "./upstream.ts";
 import { verifyTarget } from "./verify.ts";
 
@@ -71,17 +70,17 @@ interface StartOptions {
   concurrency: number;
   /** Also run add-header built with -O3 (static Envoys, proxied and direct_response). */
   o3: boolean;
-  /** Nice value for the control plane processes (0: as users run them). */
-  cpNice: number;
+  /** CP_BUILD_NICE for the control planes (undefined: their default). */
+  buildNice: number | undefined;
   cleanup: Cleanup;
   log: (line: string) => void;
 }
 
 async function startProduct(name: string, filtersDir: string, expected: string[], upstreamPort: number, o: StartOptions): Promise<ProductStack> {
   const ports = await allocatePorts();
-  const cp = await startControlPlane({ ports, filtersDir, stateFile: path.join(o.workDir, `${name}-state.json`), upstreamPort, workDir: o.workDir, name: `${name}-controlplane` });
+  const env: Record<string, string> = o.buildNice === undefined ? {} : { CP_BUILD_NICE: String(o.buildNice) };
+  const cp = await startControlPlane({ ports, filtersDir, stateFile: path.join(o.workDir, `${name}-state.json`), upstreamPort, workDir: o.workDir, name: `${name}-controlplane`, env });
   o.cleanup.add(`${name} control plane`, () => cp.kill("SIGTERM"));
-  if (o.cpNice > 0) reniceProcess(cp.pid, o.cpNice);
   await waitFor(async () => {
     const filters = await cp.filters();
     return expected.every((n) => filters.some((f) => f.name === n && f.status === "ok" && f.sha256));

@@ -4,6 +4,7 @@
 
 import { readFile } from "node:fs/promises";
 import path from "node:path";
+import { CAPABILITY_GROUP_NAMES, isCapabilityGroup } from "./capabilities.ts";
 
 export interface Manifest {
   /** Position in the HCM filter chain; lower runs first. */
@@ -14,6 +15,11 @@ export interface Manifest {
   configuration?: string;
   /** Root id for Envoy's PluginConfig; overrides the one found in the source. */
   rootId?: string;
+  /**
+   * Host capability groups the filter needs beyond the base set (capabilities.ts), e.g.
+   * ["http_call"]. Envoy denies calls to anything not granted.
+   */
+  capabilities?: string[];
 }
 
 export type ManifestResult = { ok: true; manifest: Manifest } | { ok: false; error: string };
@@ -32,7 +38,17 @@ const CHECKS: Record<keyof Manifest, (value: unknown) => string | undefined> = {
   enabled: (v) => (typeof v === "boolean" ? undefined : "true or false"),
   configuration: (v) => (typeof v === "string" ? undefined : "a string"),
   rootId: (v) => (typeof v === "string" && v.length > 0 ? undefined : "a non-empty string"),
+  capabilities: checkCapabilities,
 };
+
+function checkCapabilities(v: unknown): string | undefined {
+  const expected = `a list of capability names (allowed: ${CAPABILITY_GROUP_NAMES.join(", ")})`;
+  if (!Array.isArray(v)) return expected;
+  const unknown = v.filter((g) => typeof g !== "string" || !isCapabilityGroup(g));
+  if (unknown.length > 0) return `${expected}; unknown: ${unknown.map((u) => describe(u)).join(", ")}`;
+  if (new Set(v).size !== v.length) return `${expected} without duplicates`;
+  return undefined;
+}
 
 /** Parses manifest text; errors are prefixed with `source` (the file name by default). */
 export function parseManifest(text: string, source = MANIFEST_FILE): ManifestResult {

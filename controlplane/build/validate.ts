@@ -26,7 +26,24 @@ const HINTS: Record<string, string> = {
   "Date.now": "Date.now()? use the proxy_get_current_time_nanoseconds host call",
 };
 
-export function validateModule(bytes: Uint8Array): ValidationResult {
+/** Default for CP_MAX_MODULE_BYTES: a module larger than this is never announced. */
+export const DEFAULT_MAX_MODULE_BYTES = 8 * 1024 * 1024;
+
+export interface ValidateOptions {
+  /**
+   * Largest module accepted (CP_MAX_MODULE_BYTES). Every Envoy downloads, compiles and keeps
+   * each module in its process-wide code cache (24 h), once per distinct sha256.
+   */
+  maxBytes?: number;
+}
+
+export function validateModule(bytes: Uint8Array, opts: ValidateOptions = {}): ValidationResult {
+  if (opts.maxBytes !== undefined && bytes.byteLength > opts.maxBytes) {
+    return {
+      ok: false,
+      error: `module is ${formatBytes(bytes.byteLength)}, over the ${formatBytes(opts.maxBytes)} limit (CP_MAX_MODULE_BYTES)`,
+    };
+  }
   // WebAssembly.Module takes no views of shared memory: copy those (rare) into a plain buffer.
   const source: Uint8Array<ArrayBuffer> =
     bytes.buffer instanceof ArrayBuffer ? (bytes as Uint8Array<ArrayBuffer>) : new Uint8Array(bytes);
@@ -87,4 +104,10 @@ function why(module: string, name: string, abi: AbiVersion): string {
   const hint = HINTS[`${module}.${name}`];
   if (hint) reasons.push(hint);
   return reasons.length > 0 ? ` (${reasons.join("; ")})` : "";
+}
+
+/** "9437184 bytes (9.0 MiB)": exact for scripts, readable for people. */
+export function formatBytes(n: number): string {
+  const unit = n >= 1024 * 1024 ? `${(n / (1024 * 1024)).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
+  return `${n} bytes (${unit})`;
 }

@@ -33,17 +33,22 @@ export class AdminClient {
     return this.request<FilterInfo[]>("GET", "/api/filters");
   }
 
+  setFailPolicy(name: string, failPolicy: string): Promise<FilterInfo & { failPolicy: string }> {
+    return this.request("PUT", `/api/filters/${encodeURIComponent(name)}/fail-policy`, { failPolicy });
+  }
+
   switchFilter(name: string, enabled: boolean): Promise<FilterInfo> {
     return this.request<FilterInfo>("POST", `/api/filters/${encodeURIComponent(name)}/${enabled ? "enable" : "disable"}`);
   }
 
-  async request<T>(method: string, path: string): Promise<T> {
+  async request<T>(method: string, path: string, payload?: unknown): Promise<T> {
     const url = new URL(path, this.baseUrl);
     let res: Response;
     try {
       res = await fetch(url, {
         method,
-        headers: this.token ? { authorization: `Bearer ${this.token}` } : {},
+        headers: { ...(this.token ? { authorization: `Bearer ${this.token}` } : {}), ...(payload !== undefined ? { "content-type": "application/json" } : {}) },
+        ...(payload !== undefined ? { body: JSON.stringify(payload) } : {}),
         signal: AbortSignal.timeout(TIMEOUT_MS),
       });
     } catch (err) {

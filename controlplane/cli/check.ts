@@ -6,6 +6,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { buildFilter } from "../build/builder.ts";
 import { isValidFilterName } from "../build/manifest.ts";
+import { moduleCapabilities, type ModuleCapabilities } from "../build/capabilities.ts";
 import { validateModule } from "../build/validate.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { runStream, type HeaderList } from "./wasm-host.ts";
@@ -30,6 +31,8 @@ export interface CheckReport {
   bytes: number;
   buildMs: number;
   abiVersion: string;
+  /** What Envoy would grant it (filter.json `capabilities` + base set + its callbacks). */
+  capabilities: ModuleCapabilities;
   cases: { name: string; ok: boolean; problems: string[]; warnings: string[] }[];
 }
 
@@ -98,7 +101,8 @@ export async function checkFilter(filtersDir: string, name: string): Promise<Che
   const validation = validateModule(built.wasm);
   if (!validation.ok) throw new CliError(`${name}: ${validation.error}`);
   const report: CheckReport = {
-    name, sha256: built.sha256, rootId: built.rootId, bytes: built.wasm.byteLength, buildMs: built.buildMs, abiVersion: validation.abiVersion, cases: [],
+    name, sha256: built.sha256, rootId: built.rootId, bytes: built.wasm.byteLength, buildMs: built.buildMs, abiVersion: validation.abiVersion,
+    capabilities: moduleCapabilities(built.wasm, built.manifest.capabilities ?? []), cases: [],
   };
   const cases = await readTestCases(path.join(path.resolve(filtersDir), name));
   for (const tc of cases ?? []) {

@@ -1,4 +1,4 @@
-// npm run filters -- list | enable <name> | disable <name> | new <name> | test <name>
+// npm run filters -- list | enable <name> | disable <name> | fail-policy <name> <policy> | new <name> | test <name>
 // Exit codes: 0 done, 1 the command failed (the API's reason, a build error, ...), 2 usage.
 
 import path from "node:path";
@@ -9,12 +9,16 @@ import { AdminClient, DEFAULT_ADMIN_URL, type FilterInfo } from "./admin-client.
 import { checkFilter } from "./check.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { scaffoldFilter } from "./scaffold.ts";
+import { FAIL_POLICIES } from "../state/operator-state.ts";
 
 export const USAGE = `Usage: npm run filters -- <command>
 
   list [--json]      filters: status, enabled, order, sha256, last error
   enable <name>      switch a filter on (route-level: no listener drain)
   disable <name>     switch a filter off
+  fail-policy <name> open|closed|reload
+                     what Envoy does when the filter's VM cannot run: skip it (open),
+                     answer 503 (closed), or answer 503 and rebuild a crashed VM (reload)
   new <name>         create <filters dir>/<name>/ from templates/filter/
   test <name>        build and validate a filter as the control plane does, then run
                      the cases of its filter.test.json in an in-process proxy-wasm host
@@ -69,6 +73,15 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, io: Io): Promi
         io.out(`${f.name}: ${f.enabled ? "enabled" : "disabled"} (order ${f.order}, build ${f.status}${f.sha256 ? `, ${f.sha256.slice(0, 12)}` : ""})`);
         return 0;
       }
+      case "fail-policy": {
+        const [name, policy] = args;
+        if (args.length !== 2 || name === undefined || policy === undefined) throw new UsageError("fail-policy takes a filter name and one of open, closed, reload");
+        oneName(command, [name]);
+        if (!(FAIL_POLICIES as readonly string[]).includes(policy)) throw new UsageError(`unknown fail policy ${JSON.stringify(policy)}: expected one of ${FAIL_POLICIES.join(", ")}`);
+        const f = await new AdminClient(env.CP_ADMIN_URL, env.CP_ADMIN_TOKEN).setFailPolicy(name, policy);
+        io.out(`${f.name}: fail policy ${f.failPolicy}`);
+        return 0;
+      }
       case "new": {
         const name = oneName(command, args);
         const made = scaffoldFilter(filtersDir(env), name);
@@ -81,6 +94,11 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, io: Io): Promi
         const name = oneName(command, args);
         const report = await checkFilter(filtersDir(env), name);
         io.out(`${name}: built in ${report.buildMs} ms, ${report.bytes} bytes, sha256 ${report.sha256.slice(0, 12)}, root id "${report.rootId}", proxy-wasm ABI ${report.abiVersion}: valid for Envoy`);
+        const caps = report.capabilities;
+        io.out(`${name}: capabilities declared: ${caps.declared.length > 0 ? caps.declared.join(", ") : "none"} (plus the base set)`);
+        for (const u of caps.undeclaredImports) {
+          io.out(`  warning: imports ${u.import}, which Envoy will deny${u.group ? `: add "${u.group}" to filter.json "capabilities"` : ""}`);
+        }
         if (report.cases.length === 0) io.out(`${name}: no filter.test.json: nothing more to run`);
         for (const c of report.cases) {
           io.out(`  ${c.ok ? "ok  " : "FAIL"} ${c.name}`);

@@ -13,7 +13,11 @@ export type ControlPlaneEventBody =
   | { type: "client.connected"; node: string; cluster: string; stream: number; peer: string }
   | { type: "client.disconnected"; node: string; cluster: string; stream: number }
   /** A module download the module server finished sending (GET only; HEAD and aborted ones are not). */
-  | { type: "module.served"; sha256: string; node: string; bytes: number };
+  | { type: "module.served"; sha256: string; node: string; bytes: number }
+  /** An Envoy's stats show requests that met a failed VM of the filter (controlplane/health). */
+  | { type: "health.failures"; filter: string; node: string; count: number; total: number }
+  /** The control plane rolled the filter back or disabled it after repeated runtime failures. */
+  | { type: "health.action"; filter: string; action: "rolled_back" | "disabled"; reason: string; failures: number; sha256?: string };
 
 export type ControlPlaneEvent = ControlPlaneEventBody & { seq: number; at: string };
 export type EventListener = (event: ControlPlaneEvent) => void;

@@ -17,6 +17,8 @@ const KNOWN: Record<EventType, true> = {
   "client.connected": true,
   "client.disconnected": true,
   "module.served": true,
+  "health.failures": true,
+  "health.action": true,
 };
 
 /** Every event type the bus carries, for validation and documentation. */

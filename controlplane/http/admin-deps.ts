@@ -1,4 +1,5 @@
 import type { EventBus } from "../events/bus.ts";
+import type { HealthReader } from "../health/monitor.ts";
 import type { FilterRegistry } from "../registry/filter-registry.ts";
 import type { OperatorState } from "../state/operator-state.ts";
 import type { ClientRegistry } from "../xds/client-status.ts";
@@ -17,4 +18,8 @@ export interface AdminDeps {
   resourceAt: (typeUrl: string, name: string, version: string) => EncodedResource | undefined;
   /** True once the first scan and build of the filters dir finished. */
   ready: () => boolean;
+  /** Runtime health of filters and which Envoys report stats (controlplane/health); absent: no `health` in views. */
+  health?: HealthReader;
+  /** Largest module an upload may bring (CP_MAX_MODULE_BYTES); default 8 MiB. */
+  maxModuleBytes?: number;
 }

@@ -1,4 +1,5 @@
 import type { FailPolicy, OperatorState, Targets } from "../state/operator-state.ts";
+import type { ModuleCapabilities } from "../build/capabilities.ts";
 import type { BuildStatus, FilterRegistry } from "./filter-registry.ts";
 
 export const DEFAULT_ORDER = 100;
@@ -22,6 +23,8 @@ export interface EffectiveFilter {
   targets?: Targets;
   /** Set while a rollback pins an older module (then sha256 is that module). */
   pinnedSha256?: string;
+  /** What the running module is granted in Envoy, and what it imports without a grant. */
+  capabilities?: ModuleCapabilities;
 }
 
 /** Operator choice wins over the manifest, the manifest over the defaults; sorted by (order, name). */
@@ -50,6 +53,7 @@ export function effectiveFilters(registry: FilterRegistry, state: OperatorState)
         f.builtAt = module.builtAt;
         f.buildMs = module.buildMs;
         f.size = module.size;
+        if (module.capabilities) f.capabilities = module.capabilities;
       }
       return f;
     })

@@ -1,3 +1,5 @@
+import type { ModuleCapabilities } from "../build/capabilities.ts";
+
 /** The manifest fields the registry cares about (structurally the build's Manifest). */
 export interface FilterDefaults {
   order?: number;
@@ -13,6 +15,8 @@ export interface GoodModule {
   buildMs: number;
   /** Built from the filter's source, or uploaded prebuilt through the API. */
   source: "build" | "upload";
+  /** Granted capabilities (sent to Envoy) and undeclared imports; absent: base + all callbacks. */
+  capabilities?: ModuleCapabilities;
 }
 
 export type BuildStatus = "ok" | "building" | "error";

@@ -6,7 +6,11 @@ export interface FilterChoice {
   enabled?: boolean;
   order?: number;
   configuration?: string;
-  /** "open": a filter without a working VM is skipped; "closed" (default): requests get 503. */
+  /**
+   * "open": a filter without a working VM is skipped; "closed" (default): requests get 503;
+   * "reload": 503 like closed, and Envoy rebuilds a crashed VM (with backoff) instead of
+   * leaving it poisoned. Sent as the Wasm plugin's failure_policy.
+   */
   failPolicy?: FailPolicy;
   /** Which Envoys run the filter (by node cluster or id); absent or empty = all. */
   targets?: Targets;
@@ -14,7 +18,13 @@ export interface FilterChoice {
   pinnedSha256?: string;
 }
 
-export type FailPolicy = "open" | "closed";
+export type FailPolicy = "open" | "closed" | "reload";
+
+export const FAIL_POLICIES: readonly FailPolicy[] = ["open", "closed", "reload"];
+
+export function isFailPolicy(v: unknown): v is FailPolicy {
+  return typeof v === "string" && (FAIL_POLICIES as readonly string[]).includes(v);
+}
 
 export interface Targets {
   clusters: string[];
@@ -113,7 +123,7 @@ function parseState(raw: unknown): OperatorStateData {
     if (typeof v.enabled === "boolean") choice.enabled = v.enabled;
     if (typeof v.order === "number" && Number.isInteger(v.order)) choice.order = v.order;
     if (typeof v.configuration === "string") choice.configuration = v.configuration;
-    if (v.failPolicy === "open" || v.failPolicy === "closed") choice.failPolicy = v.failPolicy;
+    if (isFailPolicy(v.failPolicy)) choice.failPolicy = v.failPolicy;
     if (typeof v.pinnedSha256 === "string" && /^[0-9a-f]{64}$/.test(v.pinnedSha256)) choice.pinnedSha256 = v.pinnedSha256;
     const t = v.targets as { clusters?: unknown; nodes?: unknown } | undefined;
     if (t && typeof t === "object") {

@@ -15,7 +15,8 @@ export function resourceInputs(net: NetworkInputs, filters: readonly EffectiveFi
     if (!f.sha256 || !f.rootId) continue;
     const spec: FilterResourceSpec = { name: f.name, sha256: f.sha256, rootId: f.rootId, enabled: f.enabled };
     if (f.configuration !== undefined) spec.configuration = f.configuration;
-    if (f.failPolicy === "open") spec.failOpen = true;
+    spec.failurePolicy = f.failPolicy;
+    if (f.capabilities) spec.allowedCapabilities = f.capabilities.granted;
     specs.push(spec);
   }
   return { ...net, filters: specs };

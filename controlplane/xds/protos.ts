@@ -42,9 +42,36 @@ export function envoyRoot(): protobuf.Root {
     return target;
   };
   root.loadSync(RESOURCE_PROTOS, { keepCase: true });
+  addWasmFailurePolicy(root);
   root.resolveAll();
   cachedRoot = root;
   return root;
+}
+
+/**
+ * PluginConfig's `failure_policy` and `reload_config`, which the Envoy protos in
+ * @grpc/grpc-js-xds predate (there, only the deprecated `fail_open` = 5 exists). Our own
+ * definition of the wire format, not a copy of Envoy's .proto text. Numbers read from the
+ * FileDescriptorProto of envoy/extensions/wasm/v3/wasm.proto embedded in the Envoy 1.40.0
+ * binary (.tools/bin/envoy): PluginConfig.failure_policy = 7 (enum
+ * envoy.extensions.wasm.v3.FailurePolicy), PluginConfig.reload_config = 8 (message
+ * envoy.extensions.wasm.v3.ReloadConfig { envoy.config.core.v3.BackoffStrategy backoff = 1; }),
+ * FailurePolicy { UNSPECIFIED = 0; FAIL_RELOAD = 1; FAIL_CLOSED = 2; FAIL_OPEN = 3; }.
+ * Envoy rejects a PluginConfig that sets both fail_open and failure_policy.
+ * Skipped field by field when a newer proto set already defines them.
+ */
+function addWasmFailurePolicy(root: protobuf.Root): void {
+  const ns = root.lookup("envoy.extensions.wasm.v3");
+  if (!(ns instanceof protobuf.Namespace)) throw new Error("protos: envoy.extensions.wasm.v3 not loaded");
+  if (!ns.get("FailurePolicy")) {
+    ns.add(new protobuf.Enum("FailurePolicy", { UNSPECIFIED: 0, FAIL_RELOAD: 1, FAIL_CLOSED: 2, FAIL_OPEN: 3 }));
+  }
+  if (!ns.get("ReloadConfig")) {
+    ns.add(new protobuf.Type("ReloadConfig").add(new protobuf.Field("backoff", 1, "envoy.config.core.v3.BackoffStrategy")));
+  }
+  const plugin = root.lookupType("envoy.extensions.wasm.v3.PluginConfig");
+  if (!plugin.fields.failure_policy) plugin.add(new protobuf.Field("failure_policy", 7, "FailurePolicy"));
+  if (!plugin.fields.reload_config) plugin.add(new protobuf.Field("reload_config", 8, "ReloadConfig"));
 }
 
 /**

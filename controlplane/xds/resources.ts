@@ -1,4 +1,6 @@
+import { createHash } from "node:crypto";
 import net from "node:net";
+import { defaultCapabilities } from "../build/capabilities.ts";
 import type { ResourceObject } from "./codec.ts";
 import { CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, TYPE_PREFIX } from "./type-urls.ts";
 
@@ -31,9 +33,24 @@ export interface FilterResourceSpec {
   rootId: string;
   enabled: boolean;
   configuration?: string;
-  /** Skip the filter (rather than answer 503) when its VM cannot run. */
-  failOpen?: boolean;
+  /** What Envoy does when the filter's VM cannot run or has crashed (default "closed"). */
+  failurePolicy?: FailurePolicyName;
+  /**
+   * The `allowed_capabilities` keys (capabilities.ts). Absent: the base set plus every
+   * callback, never an empty map (which Envoy reads as "everything allowed").
+   */
+  allowedCapabilities?: readonly string[];
 }
+
+/** open: skip the filter; closed: answer 503; reload: like closed, and rebuild a crashed VM. */
+export type FailurePolicyName = "open" | "closed" | "reload";
+
+/** envoy.extensions.wasm.v3.FailurePolicy values (see protos.ts for where they come from). */
+const FAILURE_POLICY: Record<FailurePolicyName, string> = {
+  open: "FAIL_OPEN",
+  closed: "FAIL_CLOSED",
+  reload: "FAIL_RELOAD",
+};
 
 export const LISTENER_NAME = "wasm_listener";
 export const ROUTE_NAME = "local_route";
@@ -213,11 +230,12 @@ function routeConfiguration(filters: readonly FilterResourceSpec[]): ResourceObj
 }
 
 function extensionConfig(filter: FilterResourceSpec, moduleServer: HostPort, variant: DeliveryVariant, https: boolean): ResourceObject {
+  const allowed = filter.allowedCapabilities && filter.allowedCapabilities.length > 0 ? [...filter.allowedCapabilities].sort() : defaultCapabilities();
   const pluginConfig: ResourceObject = {
     name: filter.name,
     root_id: filter.rootId,
     vm_config: {
-      vm_id: filter.name,
+      vm_id: vmId(filter.name, allowed),
       runtime: "envoy.wasm.runtime.v8",
       nack_on_code_cache_miss: variant.nackOnCacheMiss,
       code: {
@@ -232,11 +250,24 @@ function extensionConfig(filter: FilterResourceSpec, moduleServer: HostPort, var
   if (filter.configuration !== undefined) {
     pluginConfig.configuration = { "@type": `${TYPE_PREFIX}google.protobuf.StringValue`, value: filter.configuration };
   }
-  // fail_open is deprecated in favour of failure_policy in newer protos; the protos we encode
-  // against (and Envoy 1.40) still honour it.
-  if (filter.failOpen) pluginConfig.fail_open = true;
+  // failure_policy replaces the deprecated fail_open; Envoy rejects a config with both. Always
+  // explicit, so Envoy's config_dump shows what applies.
+  pluginConfig.failure_policy = FAILURE_POLICY[filter.failurePolicy ?? "closed"];
+  // Never empty: an empty map means "everything allowed" to proxy-wasm.
+  pluginConfig.capability_restriction_config = { allowed_capabilities: Object.fromEntries(allowed.map((c) => [c, {}])) };
   return {
     name: filter.name,
     typed_config: { "@type": WASM_FILTER_TYPE, config: pluginConfig },
   };
+}
+
+/**
+ * proxy-wasm caches VMs by (vm_id, vm configuration, code) and fixes a VM's capabilities when
+ * it is created, so a change of capabilities alone (same module) can meet a cached VM with the
+ * old set while anything still references it. (With vm_id = name, Envoy 1.40 did pick up the
+ * new set in our e2e run, the old VM having been released first: lifetimes, not a guarantee.)
+ * Deriving the vm_id from the granted set makes such a change always start new VMs.
+ */
+function vmId(name: string, allowed: readonly string[]): string {
+  return `${name}.caps-${createHash("sha256").update(allowed.join(",")).digest("hex").slice(0, 12)}`;
 }

@@ -115,10 +115,10 @@ describe("admin API through a real Envoy", { timeout: 240_000 }, () => {
     await until("stamp (5) before add-header (10)", (x) => order(x.h) === "x-stamp,x-wasm-processed");
   });
 
-  it("fail policy maps to the Wasm plugin's fail_open", async () => {
+  it("fail policy maps to the Wasm plugin's failure_policy", async () => {
     const res = await api("PUT", "/api/filters/stamp/fail-policy", { failPolicy: "open" });
     assert.equal(res.json.failPolicy, "open");
-    await waitFor(async () => JSON.stringify(await envoy.configDump("ecds_filters")).includes('"fail_open":true'), { what: "fail_open in Envoy's ECDS config", timeoutMs: 20_000, details });
+    await waitFor(async () => JSON.stringify(await envoy.configDump("ecds_filters")).includes('"failure_policy":"FAIL_OPEN"'), { what: "failure_policy FAIL_OPEN in Envoy's ECDS config", timeoutMs: 20_000, details });
   });
 
   it("targeting runs a filter only on Envoys with the named node clusters or ids", async () => {

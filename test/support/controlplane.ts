@@ -39,6 +39,11 @@ export interface FilterView {
   error?: string;
   builtAt?: string;
   buildMs?: number;
+  failPolicy?: "open" | "closed" | "reload";
+  /** Granted capabilities and imports Envoy will deny (controlplane/build/capabilities.ts). */
+  capabilities?: { declared: string[]; granted: string[]; undeclaredImports: { import: string; group?: string }[] };
+  /** Runtime failures Envoys reported and the last automatic response (controlplane/health). */
+  health?: { runtimeFailures: number; lastFailureAt: string | null; action: "rolled_back" | "disabled" | null; reason: string | null; actedAt: string | null };
 }
 
 export interface ControlPlaneProcess {

@@ -8,6 +8,7 @@ import { ConfigError, loadConfig, usage, type Config } from "../../controlplane/
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
 const ALL_VARIABLES = [
+  "CP_MAX_MODULE_BYTES",
   "CP_XDS_PORT",
   "CP_XDS_HOST",
   "CP_MODULE_PORT",
@@ -21,6 +22,9 @@ const ALL_VARIABLES = [
   "CP_FILTERS_DIR",
   "CP_STATE_FILE",
   "CP_LOG_LEVEL",
+  "CP_BUILD_NICE",
+  "CP_AUTO_DISABLE_AFTER",
+  "CP_AUTO_DISABLE_WINDOW",
   "CP_ADMIN_TOKEN",
   "CP_TLS_CERT",
   "CP_TLS_KEY",
@@ -66,6 +70,10 @@ describe("loadConfig", () => {
       filtersDir: path.resolve("./filters"),
       stateFile: path.resolve("./.state/state.json"),
       logLevel: "info",
+      buildNice: 10,
+      autoDisableAfter: 5,
+      autoDisableWindowS: 60,
+      maxModuleBytes: 8 * 1024 * 1024,
     });
   });
 
@@ -91,6 +99,10 @@ describe("loadConfig", () => {
       CP_FILTERS_DIR: "/tmp/filters",
       CP_STATE_FILE: "relative/state.json",
       CP_LOG_LEVEL: "debug",
+      CP_BUILD_NICE: "0",
+      CP_MAX_MODULE_BYTES: "1000",
+      CP_AUTO_DISABLE_AFTER: "0",
+      CP_AUTO_DISABLE_WINDOW: "10",
       CP_ADMIN_TOKEN: TOKEN,
     });
     assert.deepEqual(c, {
@@ -107,6 +119,10 @@ describe("loadConfig", () => {
       filtersDir: "/tmp/filters",
       stateFile: path.resolve("relative/state.json"),
       logLevel: "debug",
+      buildNice: 0,
+      maxModuleBytes: 1000,
+      autoDisableAfter: 0,
+      autoDisableWindowS: 10,
       adminToken: TOKEN,
     });
   });
@@ -130,12 +146,14 @@ describe("loadConfig", () => {
       "--admin-port", "3", "--admin-host", "h3", "--listener-port", "4", "--listener-address", "10.1.2.3",
       "--upstream", "up:5", "--module-address", "mod:6", "--filters-dir", "/f", "--state-file", "/s.json",
       "--log-level", "trace", "--admin-token", TOKEN, "--tls-cert", "/c.pem", "--tls-key", "/k.pem",
-      "--tls-client-ca", "/ca.pem", "--module-tls-ca-for-envoy", "/envoy/ca.pem",
+      "--tls-client-ca", "/ca.pem", "--module-tls-ca-for-envoy", "/envoy/ca.pem", "--build-nice", "19",
+      "--max-module-bytes", "2048", "--auto-disable-after", "7", "--auto-disable-window", "30",
     ]);
     assert.deepEqual(c, {
       xdsPort: 1, xdsHost: "h1", modulePort: 2, moduleHost: "h2", adminPort: 3, adminHost: "h3",
       listenerPort: 4, listenerAddress: "10.1.2.3", upstream: { host: "up", port: 5 },
-      moduleAddress: { host: "mod", port: 6 }, filtersDir: "/f", stateFile: "/s.json", logLevel: "trace",
+      moduleAddress: { host: "mod", port: 6 }, filtersDir: "/f", stateFile: "/s.json", logLevel: "trace", buildNice: 19, maxModuleBytes: 2048,
+      autoDisableAfter: 7, autoDisableWindowS: 30,
       adminToken: TOKEN, tls: { certFile: "/c.pem", keyFile: "/k.pem", clientCaFile: "/ca.pem", moduleCaForEnvoy: "/envoy/ca.pem" },
     });
   });
@@ -169,6 +187,10 @@ describe("loadConfig", () => {
       [{ CP_ADMIN_HOST: "under_score" }, "CP_ADMIN_HOST"],
       [{ CP_XDS_HOST: "-leading" }, "CP_XDS_HOST"],
       [{ CP_LOG_LEVEL: "verbose" }, "CP_LOG_LEVEL"],
+      [{ CP_BUILD_NICE: "20" }, "CP_BUILD_NICE"],
+      [{ CP_BUILD_NICE: "-1" }, "CP_BUILD_NICE"],
+      [{ CP_MAX_MODULE_BYTES: "0" }, "CP_MAX_MODULE_BYTES"],
+      [{ CP_MAX_MODULE_BYTES: "8MiB" }, "CP_MAX_MODULE_BYTES"],
     ];
     for (const [env, variable] of cases) {
       const value = Object.values(env)[0]!;

@@ -13,7 +13,8 @@ export interface FilterView {
   builtAt?: string;
   buildMs?: number;
   size?: number;
-  failPolicy?: "open" | "closed";
+  failPolicy?: "open" | "closed" | "reload";
+  capabilities?: { declared: string[]; granted: string[]; undeclaredImports: { import: string; group?: string }[] };
   targets?: { clusters?: string[]; nodes?: string[] } | null;
   pinnedSha256?: string | null;
 }

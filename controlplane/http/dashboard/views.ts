@@ -69,6 +69,10 @@ function update(row: FilterRow, f: FilterView): void {
     h("strong", {}, f.name),
     f.pinnedSha256 ? h("span", { class: "tag", title: `rolled back to ${f.pinnedSha256}` }, "pinned") : null,
     f.failPolicy === "open" ? h("span", { class: "tag", title: "fail open: skipped when its VM cannot run" }, "fail open") : null,
+    f.failPolicy === "reload" ? h("span", { class: "tag", title: "fail reload: 503 while its VM cannot run; Envoy rebuilds a crashed VM" }, "fail reload") : null,
+    (f.capabilities?.undeclaredImports.length ?? 0) > 0
+      ? h("span", { class: "tag", title: `Envoy denies: ${f.capabilities!.undeclaredImports.map((u) => u.import + (u.group ? ` (declare "${u.group}")` : "")).join(", ")}` }, "undeclared capability")
+      : null,
     targets.length > 0 ? h("span", { class: "tag", title: targets.join(", ") }, `only ${targets.length} target${targets.length > 1 ? "s" : ""}`) : null,
   );
   row.cells.status.replaceChildren(pill(f.status, f.status));

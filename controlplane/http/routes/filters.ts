@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
-import { validateModule } from "../../build/validate.ts";
+import { moduleCapabilities, parseCapabilityList } from "../../build/capabilities.ts";
+import { formatBytes, validateModule } from "../../build/validate.ts";
 import { effectiveFilters, type EffectiveFilter } from "../../registry/effective.ts";
 import type { FilterChoice } from "../../state/operator-state.ts";
 import { EXTENSION_CONFIG } from "../../xds/type-urls.ts";
@@ -8,8 +9,9 @@ import type { AdminDeps } from "../admin-deps.ts";
 
 const NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$";
 const SHA_PATTERN = "^[0-9a-f]{64}$";
-/** Largest prebuilt module accepted by upload. */
+/** Largest prebuilt module accepted by upload unless CP_MAX_MODULE_BYTES says otherwise. */
 export const MAX_MODULE_BYTES = 8 * 1024 * 1024;
+const FAIL_POLICY_ENUM = ["open", "closed", "reload"] as const;
 
 const nameParams = {
   type: "object",
@@ -30,9 +32,29 @@ const filterSchema = {
     buildMs: { type: "number" },
     size: { type: "integer" },
     configuration: { type: ["string", "null"] },
-    failPolicy: { type: "string", enum: ["open", "closed"] },
+    failPolicy: { type: "string", enum: FAIL_POLICY_ENUM },
+    capabilities: {
+      type: "object",
+      description: "declared: groups from filter.json; granted: Envoy's allowed_capabilities; undeclaredImports: host functions the module imports without a grant (Envoy denies those calls)",
+      properties: {
+        declared: { type: "array", items: { type: "string" } },
+        granted: { type: "array", items: { type: "string" } },
+        undeclaredImports: { type: "array", items: { type: "object", properties: { import: { type: "string" }, group: { type: "string" } }, required: ["import"] } },
+      },
+    },
     targets: { type: ["object", "null"], properties: { clusters: { type: "array", items: { type: "string" } }, nodes: { type: "array", items: { type: "string" } } } },
     pinnedSha256: { type: ["string", "null"] },
+    health: {
+      type: "object",
+      description: "runtime failures Envoys reported (FAIL_RELOAD stats) and the last automatic response (rolled_back or disabled) with its reason",
+      properties: {
+        runtimeFailures: { type: "integer" },
+        lastFailureAt: { type: ["string", "null"] },
+        action: { type: ["string", "null"], enum: ["rolled_back", "disabled", null] },
+        reason: { type: ["string", "null"] },
+        actedAt: { type: ["string", "null"] },
+      },
+    },
   },
   required: ["name", "enabled", "order", "sha256", "status"],
 } as const;
@@ -63,6 +85,7 @@ export function filterView(f: EffectiveFilter): Record<string, unknown> {
   if (f.builtAt !== undefined) out.builtAt = f.builtAt;
   if (f.buildMs !== undefined) out.buildMs = f.buildMs;
   if (f.size !== undefined) out.size = f.size;
+  if (f.capabilities !== undefined) out.capabilities = f.capabilities;
   return out;
 }
 
@@ -72,6 +95,8 @@ export function filterView(f: EffectiveFilter): Record<string, unknown> {
  * targeting change listeners.
  */
 export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promise<void> {
+  // The filter view plus its runtime health record, when the health monitor runs.
+  const view = (f: EffectiveFilter): Record<string, unknown> => (deps.health ? { ...filterView(f), health: deps.health.health(f.name) } : filterView(f));
   const find = (name: string) => effectiveFilters(deps.registry, deps.state).find((f) => f.name === name);
   const notFound = (reply: FastifyReply, name: string) => reply.code(404).send({ error: `no filter named ${JSON.stringify(name)}` });
   const change = async (name: string, reply: FastifyReply, choice: FilterChoice, what: Record<string, unknown>) => {
@@ -79,12 +104,12 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     await deps.state.update(name, choice);
     deps.events.emit({ type: "state.changed", filter: name, change: what });
     const updated = find(name);
-    return updated ? filterView(updated) : notFound(reply, name);
+    return updated ? view(updated) : notFound(reply, name);
   };
 
   app.get("/api/filters", {
     schema: { summary: "List filters", tags: ["filters"], response: { 200: { type: "array", items: filterSchema } } },
-  }, async () => effectiveFilters(deps.registry, deps.state).map(filterView));
+  }, async () => effectiveFilters(deps.registry, deps.state).map(view));
 
   app.get<{ Params: { name: string } }>("/api/filters/:name", {
     schema: { summary: "One filter, its retained modules and which module each Envoy runs", tags: ["filters"], params: nameParams, response: responses(detailSchema) },
@@ -97,7 +122,7 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
       if (acked === undefined) return [];
       return [{ node: c.nodeId, cluster: c.nodeCluster, sha256: deps.resourceAt(EXTENSION_CONFIG, f.name, acked)?.moduleSha256 ?? null }];
     });
-    return { ...filterView(f), history: history.reverse(), envoys };
+    return { ...view(f), history: history.reverse(), envoys };
   });
 
   for (const action of ["enable", "disable"] as const) {
@@ -132,10 +157,10 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     schema: { summary: "Back to the manifest's configuration", tags: ["filters"], params: nameParams, response: responses(filterSchema) },
   }, async (req, reply) => change(req.params.name, reply, { configuration: undefined }, { configuration: null }));
 
-  app.put<{ Params: { name: string }; Body: { failPolicy: "open" | "closed" } }>("/api/filters/:name/fail-policy", {
+  app.put<{ Params: { name: string }; Body: { failPolicy: (typeof FAIL_POLICY_ENUM)[number] } }>("/api/filters/:name/fail-policy", {
     schema: {
-      summary: "open: skip the filter when its VM cannot run; closed: answer 503", tags: ["filters"], params: nameParams,
-      body: { type: "object", required: ["failPolicy"], additionalProperties: false, properties: { failPolicy: { type: "string", enum: ["open", "closed"] } } },
+      summary: "open: skip the filter when its VM cannot run; closed: answer 503; reload: 503 and Envoy rebuilds a crashed VM (Envoy's failure_policy)", tags: ["filters"], params: nameParams,
+      body: { type: "object", required: ["failPolicy"], additionalProperties: false, properties: { failPolicy: { type: "string", enum: FAIL_POLICY_ENUM } } },
       response: responses(filterSchema),
     },
   }, async (req, reply) => change(req.params.name, reply, { failPolicy: req.body.failPolicy }, { failPolicy: req.body.failPolicy }));
@@ -177,28 +202,43 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
   }, async (req, reply) => change(req.params.name, reply, { pinnedSha256: undefined }, { pinnedSha256: null }));
 
   // Prebuilt modules (Rust, Go, C++ SDKs): validated exactly like a built one.
-  app.addContentTypeParser(["application/wasm", "application/octet-stream"], { parseAs: "buffer", bodyLimit: MAX_MODULE_BYTES }, (_req, body, done) => done(null, body));
-  app.put<{ Params: { name: string }; Querystring: { rootId?: string }; Body: Buffer }>("/api/filters/:name/module", {
-    bodyLimit: MAX_MODULE_BYTES,
+  const maxModuleBytes = deps.maxModuleBytes ?? MAX_MODULE_BYTES;
+  app.addContentTypeParser(["application/wasm", "application/octet-stream"], { parseAs: "buffer", bodyLimit: maxModuleBytes }, (_req, body, done) => done(null, body));
+  app.put<{ Params: { name: string }; Querystring: { rootId?: string; capabilities?: string }; Body: Buffer }>("/api/filters/:name/module", {
+    bodyLimit: maxModuleBytes,
+    // Refuse an announced oversize body before reading it, with the reason (the body limit
+    // alone answers a bare "Request body is too large", and only after reading that much).
+    onRequest: async (req, reply) => {
+      const length = Number(req.headers["content-length"]);
+      if (Number.isFinite(length) && length > maxModuleBytes) {
+        return reply.code(413).header("connection", "close").send({ error: `${(req.params as { name?: string }).name ?? "module"}: module is ${formatBytes(length)}, over the ${formatBytes(maxModuleBytes)} limit (CP_MAX_MODULE_BYTES)` });
+      }
+    },
     schema: {
       summary: "Upload a prebuilt proxy-wasm module (application/wasm); served and pushed like a built one", tags: ["filters"], params: nameParams,
-      querystring: { type: "object", additionalProperties: false, properties: { rootId: { type: "string", minLength: 1, maxLength: 128, description: "root id the module registers (default: the filter name)" } } },
-      response: responses(filterSchema),
+      querystring: { type: "object", additionalProperties: false, properties: {
+        rootId: { type: "string", minLength: 1, maxLength: 128, description: "root id the module registers (default: the filter name)" },
+        capabilities: { type: "string", maxLength: 1024, description: "comma-separated capability groups the module needs beyond the base set (as filter.json `capabilities`)" },
+      } },
+      response: { ...responses(filterSchema), 413: errorSchema },
     },
   }, async (req, reply) => {
     const { name } = req.params;
     if (!Buffer.isBuffer(req.body) || req.body.byteLength === 0) {
       return reply.code(400).send({ error: "send the module as the request body with content-type application/wasm" });
     }
+    const declared = parseCapabilityList(req.query.capabilities ?? "");
+    if (!declared.ok) return reply.code(400).send({ error: `${name}: ${declared.error}` });
     const bytes = new Uint8Array(req.body);
-    const checked = validateModule(bytes);
-    if (!checked.ok) return reply.code(400).send({ error: `${name}: ${checked.error}` });
+    const checked = validateModule(bytes, { maxBytes: maxModuleBytes });
+    if (!checked.ok) return reply.code(bytes.byteLength > maxModuleBytes ? 413 : 400).send({ error: `${name}: ${checked.error}` });
+    const capabilities = moduleCapabilities(bytes, declared.groups);
     const sha256 = createHash("sha256").update(bytes).digest("hex");
     const prior = deps.registry.get(name);
-    deps.registry.buildSucceeded(name, bytes, { sha256, rootId: req.query.rootId ?? name, buildMs: 0, source: "upload" }, prior?.defaults ?? {});
+    deps.registry.buildSucceeded(name, bytes, { sha256, rootId: req.query.rootId ?? name, buildMs: 0, source: "upload", capabilities }, prior?.defaults ?? {});
     deps.events.emit({ type: "build.succeeded", filter: name, sha256, buildMs: 0, bytes: bytes.byteLength });
     req.log.info({ filter: name, sha256, bytes: bytes.byteLength }, "prebuilt module uploaded");
     const updated = find(name);
-    return updated ? filterView(updated) : notFound(reply, name);
+    return updated ? view(updated) : notFound(reply, name);
   });
 }

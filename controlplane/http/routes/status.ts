@@ -1,8 +1,10 @@
 import type { FastifyInstance } from "fastify";
+import { effectiveFilters } from "../../registry/effective.ts";
 import { describeClients } from "../../xds/client-status.ts";
 import { EXTENSION_CONFIG, shortName } from "../../xds/type-urls.ts";
 import type { AdminDeps } from "../admin-deps.ts";
 import { ControlPlaneMetrics } from "../metrics.ts";
+import { addHealthMetrics } from "../../health/health-metrics.ts";
 
 /** Read-only status: health, connected Envoys, the served snapshot, metrics. */
 export async function statusRoutes(app: FastifyInstance, deps: AdminDeps): Promise<void> {
@@ -36,9 +38,29 @@ export async function statusRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     }]));
   });
 
+  app.get("/api/health", {
+    schema: {
+      summary: "Runtime health: the auto-disable policy, Envoys whose stats reach the control plane, and each filter's runtime failures and automatic response",
+      tags: ["status"],
+      response: { 200: anyObject },
+    },
+  }, async () => {
+    const h = deps.health;
+    if (!h) return { policy: null, statsReporters: [], filters: {} };
+    return {
+      policy: { autoDisableAfter: h.policy.threshold, windowSeconds: h.policy.windowMs / 1000 },
+      statsReporters: h.statsReporters(),
+      // Envoy counts runtime failures per plugin only with FAIL_RELOAD: other filters are not watched.
+      filters: Object.fromEntries(effectiveFilters(deps.registry, deps.state).map((f) => [f.name, { ...h.health(f.name), watched: f.failPolicy === "reload" }])),
+    };
+  });
+
   // One prom-client Registry per admin app, fed by the event bus from now on (see metrics.ts).
   const metrics = new ControlPlaneMetrics(deps);
   app.addHook("onClose", async () => metrics.close());
+  // Runtime failures and automatic responses (controlplane/health), on the same registry.
+  const stopHealthMetrics = addHealthMetrics(metrics.registry, deps.events);
+  app.addHook("onClose", async () => stopHealthMetrics());
   app.get("/metrics", {
     schema: {
       summary: "Prometheus metrics",

@@ -1,10 +1,10 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { getPriority, tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { closeCompiler, compileFilter, type CompileOutcome } from "../../../controlplane/build/compiler.ts";
+import { closeCompiler, compileFilter, setCompileNice, type CompileOutcome } from "../../../controlplane/build/compiler.ts";
 import { validateModule } from "../../../controlplane/build/validate.ts";
 import { filterSource } from "./filter-source.ts";
 
@@ -116,6 +116,22 @@ describe("compileFilter", () => {
     assert.ok(validateModule(expectOk(await compileFilter(ADD_HEADER))).ok, "usable again afterwards");
   });
 
+  test("setCompileNice lowers the compile thread only", async () => {
+    await closeCompiler();
+    setCompileNice(7);
+    try {
+      assert.ok(validateModule(expectOk(await compileFilter(ADD_HEADER))).ok);
+      const nices = await threadNiceValues();
+      // The worker thread, and any thread it started after lowering itself, run at 7.
+      assert.ok(nices.includes(7), `a thread at nice 7: ${nices.join(",")}`);
+      assert.ok(nices.filter((n) => n === 0).length >= nices.length / 2, `most threads keep nice 0: ${nices.join(",")}`);
+      assert.equal(getPriority(), 0, "the main thread keeps its priority");
+    } finally {
+      setCompileNice(0);
+      await closeCompiler();
+    }
+  });
+
   test("-O3 builds a valid, smaller module", async () => {
     const plain = expectOk(await compileFilter(ADD_HEADER));
     const optimized = expectOk(await compileFilter(ADD_HEADER, { optimize: true }));
@@ -139,3 +155,15 @@ describe("compileFilter", () => {
     }
   });
 });
+
+/** Nice value of each thread of this process (field 19 of /proc/<pid>/task/<tid>/stat). */
+async function threadNiceValues(): Promise<number[]> {
+  const dir = `/proc/${process.pid}/task`;
+  const values: number[] = [];
+  for (const tid of await readdir(dir)) {
+    const stat = await readFile(path.join(dir, tid, "stat"), "utf8");
+    // Fields after the parenthesised command name; nice is the 17th of those.
+    values.push(Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]));
+  }
+  return values;
+}

@@ -22,8 +22,22 @@ describe("parseManifest", () => {
     assert.deepEqual(parseManifest("{}"), { ok: true, manifest: {} });
   });
 
+  test("capabilities: a list of known group names", () => {
+    assert.deepEqual(parseManifest(`{"capabilities": ["http_call", "metrics"]}`), { ok: true, manifest: { capabilities: ["http_call", "metrics"] } });
+    assert.deepEqual(parseManifest(`{"capabilities": []}`), { ok: true, manifest: { capabilities: [] } });
+  });
+
+  test("capabilities: unknown names, non-lists and duplicates are errors listing the allowed names", () => {
+    const unknown = errorOf(`{"capabilities": ["http_call", "network"]}`);
+    assert.match(unknown, /^filter\.json: "capabilities" must be a list of capability names \(allowed: http_call, grpc, properties, shared_data, shared_queue, metrics, foreign_function, wasi_env, wasi_fs, wasi_clock_random\); unknown: "network"/);
+    assert.match(errorOf(`{"capabilities": "http_call"}`), /"capabilities" must be a list of capability names \(allowed: http_call/);
+    assert.match(errorOf(`{"capabilities": [1]}`), /unknown: 1/);
+    assert.match(errorOf(`{"capabilities": ["toString"]}`), /unknown: "toString"/);
+    assert.match(errorOf(`{"capabilities": ["metrics", "metrics"]}`), /without duplicates/);
+  });
+
   test("rejects unknown keys, naming the allowed ones", () => {
-    assert.equal(errorOf(`{"ordr": 1}`), `filter.json: unknown key "ordr" (allowed: order, enabled, configuration, rootId)`);
+    assert.equal(errorOf(`{"ordr": 1}`), `filter.json: unknown key "ordr" (allowed: order, enabled, configuration, rootId, capabilities)`);
     assert.match(errorOf(`{"toString": 1}`), /unknown key "toString"/);
   });
 

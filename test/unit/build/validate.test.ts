@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { validateModule } from "../../../controlplane/build/validate.ts";
+import { DEFAULT_MAX_MODULE_BYTES, validateModule } from "../../../controlplane/build/validate.ts";
 import { wasmModule, type FixtureImport } from "./wasm-fixture.ts";
 
 const ABI_020 = ["proxy_abi_version_0_2_0", "malloc"];
@@ -12,6 +12,21 @@ function errorOf(bytes: Uint8Array): string {
 }
 
 describe("validateModule", () => {
+  test("refuses a module over the size cap before anything else, naming CP_MAX_MODULE_BYTES", () => {
+    const bytes = wasmModule({ imports: [{ module: "env", name: "proxy_log" }], exports: ABI_020 });
+    assert.equal(validateModule(bytes, { maxBytes: bytes.byteLength }).ok, true, "exactly at the cap is fine");
+    const over = validateModule(bytes, { maxBytes: bytes.byteLength - 1 });
+    assert.deepEqual(over, {
+      ok: false,
+      error: `module is ${bytes.byteLength} bytes (${(bytes.byteLength / 1024).toFixed(1)} KiB), over the ${bytes.byteLength - 1} bytes (${((bytes.byteLength - 1) / 1024).toFixed(1)} KiB) limit (CP_MAX_MODULE_BYTES)`,
+    });
+    // Checked before parsing: an oversize blob is refused for its size, not for its bytes.
+    const junk = new Uint8Array(9 * 1024 * 1024);
+    const r = validateModule(junk, { maxBytes: DEFAULT_MAX_MODULE_BYTES });
+    assert.equal(r.ok, false);
+    assert.match((r as { error: string }).error, /^module is 9437184 bytes \(9\.0 MiB\), over the 8388608 bytes \(8\.0 MiB\) limit/);
+  });
+
   test("accepts proxy-wasm 0.2.0 with env.proxy_* and WASI imports", () => {
     const imports: FixtureImport[] = [
       { module: "env", name: "proxy_log" },

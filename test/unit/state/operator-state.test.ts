@@ -131,3 +131,20 @@ test("onChange listeners run after the write, and can unsubscribe", async () => 
   await state.update("f", { enabled: true });
   assert.equal(seen.length, 1);
 });
+
+test("fail policy: open, closed and reload persist; anything else is dropped on load", async () => {
+  const { file, folder } = freshFile();
+  const state = new OperatorState(file);
+  await state.update("a", { failPolicy: "reload" });
+  await state.update("b", { failPolicy: "open" });
+  const fresh = new OperatorState(file);
+  await fresh.load();
+  assert.equal(fresh.choice("a").failPolicy, "reload");
+  assert.equal(fresh.choice("b").failPolicy, "open");
+  await mkdir(folder, { recursive: true });
+  await writeFile(file, JSON.stringify({ filters: { c: { failPolicy: "sometimes" }, d: { failPolicy: "closed" } } }));
+  const loaded = new OperatorState(file);
+  await loaded.load();
+  assert.deepEqual(loaded.choice("c"), {});
+  assert.deepEqual(loaded.choice("d"), { failPolicy: "closed" });
+});

@@ -111,3 +111,51 @@ function normalise(v: unknown): unknown {
   // Envoy's protos carry 64-bit ints as strings once decoded; compare numbers by value.
   return typeof v === "number" ? String(v) : v;
 }
+
+/** The decoded PluginConfig of one filter's ECDS resource, as Envoy would read it off the wire. */
+function pluginConfigOf(filters: ResourceInputs["filters"], name: string): any { // any: the tests drill into a decoded tree
+  const ecds = buildResources(inputs({ filters })).get(EXTENSION_CONFIG)!;
+  const any = toAny(EXTENSION_CONFIG, plain(ecds.get(name)));
+  return (decodeMessage(EXTENSION_CONFIG, any.value) as any).typed_config.config;
+}
+
+test("failure_policy (Envoy 1.40's field 7) carries the fail policy; the deprecated fail_open is never sent", () => {
+  const base = { name: "f", sha256: SHA_A, rootId: "f", enabled: true } as const;
+  const cases = [[undefined, "FAIL_CLOSED"], ["closed", "FAIL_CLOSED"], ["open", "FAIL_OPEN"], ["reload", "FAIL_RELOAD"]] as const;
+  for (const [policy, expected] of cases) {
+    const plugin = pluginConfigOf([{ ...base, ...(policy ? { failurePolicy: policy } : {}) }], "f");
+    assert.equal(plugin.failure_policy, expected, `${policy}`);
+    assert.equal(plugin.fail_open, undefined, "Envoy rejects fail_open together with failure_policy");
+  }
+  // On the wire: field 7, varint (tag 0x38), value 1 for FAIL_RELOAD.
+  const bytes = encodeMessage("envoy.extensions.wasm.v3.PluginConfig", { name: "x", failure_policy: "FAIL_RELOAD" });
+  assert.deepEqual([...bytes], [0x0a, 0x01, 0x78, 0x38, 0x01]);
+  // reload_config (field 8) is known to the codec too.
+  assert.doesNotThrow(() => encodeMessage("envoy.extensions.wasm.v3.PluginConfig", { reload_config: { backoff: { base_interval: { seconds: 1 } } } }));
+});
+
+test("allowed_capabilities is never empty (empty = everything allowed) and is exactly the granted set", () => {
+  const granted = ["proxy_log", "proxy_on_request_headers", "proxy_http_call"];
+  const plugin = pluginConfigOf([{ name: "f", sha256: SHA_A, rootId: "f", enabled: true, allowedCapabilities: granted }], "f");
+  assert.deepEqual(Object.keys(plugin.capability_restriction_config.allowed_capabilities).sort(), [...granted].sort());
+  for (const v of Object.values(plugin.capability_restriction_config.allowed_capabilities)) assert.deepEqual(v, {});
+  // Without a granted set: the base set and every callback, still a restriction.
+  const fallback = pluginConfigOf([{ name: "f", sha256: SHA_A, rootId: "f", enabled: true }], "f");
+  const keys = Object.keys(fallback.capability_restriction_config.allowed_capabilities);
+  assert.ok(keys.includes("proxy_log") && keys.includes("proxy_on_request_headers"));
+  assert.ok(!keys.includes("proxy_http_call"));
+  const empty = pluginConfigOf([{ name: "f", sha256: SHA_A, rootId: "f", enabled: true, allowedCapabilities: [] }], "f");
+  assert.deepEqual(Object.keys(empty.capability_restriction_config.allowed_capabilities).sort(), keys.sort());
+});
+
+test("the vm_id follows the granted set: Envoy fixes capabilities per VM and keys VMs by (vm_id, config, code)", () => {
+  const spec = { name: "f", sha256: SHA_A, rootId: "f", enabled: true } as const;
+  const a = pluginConfigOf([{ ...spec, allowedCapabilities: ["proxy_log", "proxy_on_request_headers"] }], "f").vm_config.vm_id;
+  const sameSetOtherOrder = pluginConfigOf([{ ...spec, allowedCapabilities: ["proxy_on_request_headers", "proxy_log"] }], "f").vm_config.vm_id;
+  const b = pluginConfigOf([{ ...spec, allowedCapabilities: ["proxy_log", "proxy_on_request_headers", "proxy_http_call"] }], "f").vm_config.vm_id;
+  assert.match(a, /^f\.caps-[0-9a-f]{12}$/);
+  assert.equal(a, sameSetOtherOrder);
+  assert.notEqual(a, b);
+  const policyOnly = pluginConfigOf([{ ...spec, allowedCapabilities: ["proxy_log", "proxy_on_request_headers"], failurePolicy: "reload" }], "f").vm_config.vm_id;
+  assert.equal(policyOnly, a, "a fail policy change keeps the VM");
+});
