@@ -47,6 +47,7 @@ function defaultsOf(manifest: Manifest): FilterDefaults {
   if (manifest.order !== undefined) d.order = manifest.order;
   if (manifest.enabled !== undefined) d.enabled = manifest.enabled;
   if (manifest.configuration !== undefined) d.configuration = manifest.configuration;
+  if (manifest.failPolicy !== undefined) d.failPolicy = manifest.failPolicy;
   return d;
 }
 

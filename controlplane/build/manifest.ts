@@ -5,6 +5,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { CAPABILITY_GROUP_NAMES, isCapabilityGroup } from "./capabilities.ts";
+import { FAIL_POLICIES, isFailPolicy, type FailPolicy } from "../state/operator-state.ts";
 
 export interface Manifest {
   /** Position in the HCM filter chain; lower runs first. */
@@ -20,6 +21,8 @@ export interface Manifest {
    * ["http_call"]. Envoy denies calls to anything not granted.
    */
   capabilities?: string[];
+  /** What Envoy does when the filter's VM fails, until an operator chooses otherwise. */
+  failPolicy?: FailPolicy;
 }
 
 export type ManifestResult = { ok: true; manifest: Manifest } | { ok: false; error: string };
@@ -39,6 +42,7 @@ const CHECKS: Record<keyof Manifest, (value: unknown) => string | undefined> = {
   configuration: (v) => (typeof v === "string" ? undefined : "a string"),
   rootId: (v) => (typeof v === "string" && v.length > 0 ? undefined : "a non-empty string"),
   capabilities: checkCapabilities,
+  failPolicy: (v) => (isFailPolicy(v) ? undefined : `one of ${FAIL_POLICIES.map((p) => `"${p}"`).join(", ")}`),
 };
 
 function checkCapabilities(v: unknown): string | undefined {

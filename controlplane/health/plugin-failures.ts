@@ -6,10 +6,13 @@
 // failed, and the only per-plugin counters, `wasm.<plugin name>.vm_reload_{success,failure,
 // backoff}`, stay 0. With FAIL_RELOAD they move: a request meeting a failed VM either reloads it
 // (vm_reload_success / vm_reload_failure) or, inside the reload backoff (about 1 s), is refused
-// with a 503 (vm_reload_backoff). Their sum is "requests that met this plugin's failed VM": the
-// runtime-failure count used here. The plugin name is the filter name (resources.ts).
+// with a 503 (vm_reload_backoff). A reload, successful or not, follows one crash of the VM:
+// reloads are the runtime-failure count used here. Backoff refusals are not: they count requests
+// that arrived during the ~1 s after a crash, so one crash under 50 req/s would count ~50 and
+// trip any threshold, where FAIL_RELOAD alone would have recovered (measured by the isolation
+// report). The plugin name is the filter name (resources.ts).
 
-const FAILURE_STAT = /^wasm\.(.+)\.vm_reload_(success|failure|backoff)$/;
+const FAILURE_STAT = /^wasm\.(.+)\.vm_reload_(success|failure)$/;
 
 /** The plugin whose failure counter `statName` is, or undefined for any other stat. */
 export function failurePlugin(statName: string): string | undefined {

@@ -3,6 +3,12 @@ import type { ModuleCapabilities } from "../build/capabilities.ts";
 import type { BuildStatus, FilterRegistry } from "./filter-registry.ts";
 
 export const DEFAULT_ORDER = 100;
+/**
+ * Reload: like closed, a failed filter answers 503 and is never skipped, but Envoy rebuilds a
+ * crashed VM (closed leaves it failed for every later request) and counts the crash per plugin,
+ * which is what lets the control plane see it (controlplane/health/).
+ */
+export const DEFAULT_FAIL_POLICY: FailPolicy = "reload";
 
 /** A filter as Envoy should run it: build output merged with manifest defaults and operator choices. */
 export interface EffectiveFilter {
@@ -37,7 +43,7 @@ export function effectiveFilters(registry: FilterRegistry, state: OperatorState)
         enabled: choice.enabled ?? entry.defaults.enabled ?? true,
         order: choice.order ?? entry.defaults.order ?? DEFAULT_ORDER,
         status: entry.status,
-        failPolicy: choice.failPolicy ?? "closed",
+        failPolicy: choice.failPolicy ?? entry.defaults.failPolicy ?? DEFAULT_FAIL_POLICY,
       };
       if (choice.targets && (choice.targets.clusters.length > 0 || choice.targets.nodes.length > 0)) f.targets = choice.targets;
       const configuration = choice.configuration ?? entry.defaults.configuration;

@@ -1,10 +1,12 @@
 import type { ModuleCapabilities } from "../build/capabilities.ts";
+import type { FailPolicy } from "../state/operator-state.ts";
 
 /** The manifest fields the registry cares about (structurally the build's Manifest). */
 export interface FilterDefaults {
   order?: number;
   enabled?: boolean;
   configuration?: string;
+  failPolicy?: FailPolicy;
 }
 
 export interface GoodModule {

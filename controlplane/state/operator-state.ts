@@ -7,8 +7,8 @@ export interface FilterChoice {
   order?: number;
   configuration?: string;
   /**
-   * "open": a filter without a working VM is skipped; "closed" (default): requests get 503;
-   * "reload": 503 like closed, and Envoy rebuilds a crashed VM (with backoff) instead of
+   * "open": a filter without a working VM is skipped; "closed": requests get 503;
+   * "reload" (default, registry/effective.ts): 503 like closed, and Envoy rebuilds a crashed VM (with backoff) instead of
    * leaving it poisoned. Sent as the Wasm plugin's failure_policy.
    */
   failPolicy?: FailPolicy;

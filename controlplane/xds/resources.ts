@@ -33,7 +33,7 @@ export interface FilterResourceSpec {
   rootId: string;
   enabled: boolean;
   configuration?: string;
-  /** What Envoy does when the filter's VM cannot run or has crashed (default "closed"). */
+  /** What Envoy does when the filter's VM cannot run or has crashed (default "reload"). */
   failurePolicy?: FailurePolicyName;
   /**
    * The `allowed_capabilities` keys (capabilities.ts). Absent: the base set plus every
@@ -252,7 +252,7 @@ function extensionConfig(filter: FilterResourceSpec, moduleServer: HostPort, var
   }
   // failure_policy replaces the deprecated fail_open; Envoy rejects a config with both. Always
   // explicit, so Envoy's config_dump shows what applies.
-  pluginConfig.failure_policy = FAILURE_POLICY[filter.failurePolicy ?? "closed"];
+  pluginConfig.failure_policy = FAILURE_POLICY[filter.failurePolicy ?? "reload"];
   // Never empty: an empty map means "everything allowed" to proxy-wasm.
   pluginConfig.capability_restriction_config = { allowed_capabilities: Object.fromEntries(allowed.map((c) => [c, {}])) };
   return {

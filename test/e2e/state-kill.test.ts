@@ -27,7 +27,7 @@ const FILTER = "add-header";
 const FIELDS = ["enabled", "configuration", "order", "failPolicy"] as const;
 type Field = (typeof FIELDS)[number];
 /** The manifest's values (filters/add-header/filter.json), served while the state says nothing. */
-const DEFAULTS: Record<Field, Value | null> = { enabled: true, configuration: null, order: 10, failPolicy: "closed" };
+const DEFAULTS: Record<Field, Value | null> = { enabled: true, configuration: null, order: 10, failPolicy: "reload" };
 /** A large configuration makes each state write long enough to be cut by a kill. */
 const CONFIG_PADDING = 60_000;
 

@@ -16,8 +16,8 @@ function errorOf(text: string): string {
 describe("parseManifest", () => {
   test("accepts every field", () => {
     assert.deepEqual(
-      parseManifest(`{"order": 10, "enabled": false, "configuration": "x=1", "rootId": "r"}`),
-      { ok: true, manifest: { order: 10, enabled: false, configuration: "x=1", rootId: "r" } },
+      parseManifest(`{"order": 10, "enabled": false, "configuration": "x=1", "rootId": "r", "failPolicy": "reload"}`),
+      { ok: true, manifest: { order: 10, enabled: false, configuration: "x=1", rootId: "r", failPolicy: "reload" } },
     );
     assert.deepEqual(parseManifest("{}"), { ok: true, manifest: {} });
   });
@@ -37,7 +37,7 @@ describe("parseManifest", () => {
   });
 
   test("rejects unknown keys, naming the allowed ones", () => {
-    assert.equal(errorOf(`{"ordr": 1}`), `filter.json: unknown key "ordr" (allowed: order, enabled, configuration, rootId, capabilities)`);
+    assert.equal(errorOf(`{"ordr": 1}`), `filter.json: unknown key "ordr" (allowed: order, enabled, configuration, rootId, capabilities, failPolicy)`);
     assert.match(errorOf(`{"toString": 1}`), /unknown key "toString"/);
   });
 
@@ -47,6 +47,7 @@ describe("parseManifest", () => {
     assert.equal(errorOf(`{"enabled": "yes"}`), `filter.json: "enabled" must be true or false, got "yes"`);
     assert.equal(errorOf(`{"configuration": {"a": 1}}`), `filter.json: "configuration" must be a string, got an object`);
     assert.equal(errorOf(`{"rootId": ""}`), `filter.json: "rootId" must be a non-empty string, got ""`);
+    assert.equal(errorOf(`{"failPolicy": "skip"}`), `filter.json: "failPolicy" must be one of "open", "closed", "reload", got "skip"`);
     assert.equal(errorOf(`[1]`), "filter.json: must be a JSON object, got an array");
     assert.equal(errorOf(`null`), "filter.json: must be a JSON object, got null");
   });

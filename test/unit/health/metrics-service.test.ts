@@ -37,8 +37,8 @@ describe("MetricsService", () => {
   test("reports per-plugin failure increases with the stream's node", async () => {
     const s = stream();
     const node = { id: "envoy-7", cluster: "edge" };
-    s.write({ node, metrics: [{ name: "wasm.f.vm_reload_backoff", kind: "counter", value: 4 }, { name: "server.live", kind: "gauge", value: 1 }] });
-    s.write({ metrics: [{ name: "wasm.f.vm_reload_backoff", kind: "counter", value: 6 }, { name: "wasm.f.vm_reload_success", kind: "counter", value: 1 }, { name: "wasm.g.vm_reload_failure", kind: "counter", value: 2 }] });
+    s.write({ node, metrics: [{ name: "wasm.f.vm_reload_success", kind: "counter", value: 4 }, { name: "server.live", kind: "gauge", value: 1 }] });
+    s.write({ metrics: [{ name: "wasm.f.vm_reload_success", kind: "counter", value: 6 }, { name: "wasm.f.vm_reload_failure", kind: "counter", value: 1 }, { name: "wasm.f.vm_reload_backoff", kind: "counter", value: 9 }, { name: "wasm.g.vm_reload_failure", kind: "counter", value: 2 }] });
     await waitFor(() => reports.length === 1, { what: "one report", timeoutMs: 5000 });
     assert.deepEqual(reports[0]?.node, node);
     assert.deepEqual(reports[0]?.failures, new Map([["f", 3], ["g", 2]]));

@@ -4,7 +4,7 @@ import { failurePlugin, FailureCounterDeltas } from "../../../controlplane/healt
 
 describe("failurePlugin", () => {
   test("names the plugin of its reload counters only", () => {
-    assert.equal(failurePlugin("wasm.abort-request.vm_reload_backoff"), "abort-request");
+    assert.equal(failurePlugin("wasm.abort-request.vm_reload_backoff"), undefined, "requests refused after a crash are not more crashes");
     assert.equal(failurePlugin("wasm.abort-request.vm_reload_success"), "abort-request");
     assert.equal(failurePlugin("wasm.my.dotted.vm_reload_failure"), "my.dotted");
     assert.equal(failurePlugin("wasm.abort-request.vm_reload"), undefined, "attempts are not failures by themselves");
@@ -16,20 +16,20 @@ describe("failurePlugin", () => {
 describe("FailureCounterDeltas", () => {
   test("the first message is a baseline; later rises are summed per plugin", () => {
     const d = new FailureCounterDeltas();
-    assert.deepEqual(d.next([{ name: "wasm.f.vm_reload_backoff", value: 7 }]), new Map(), "counted before we listened");
-    assert.deepEqual(d.next([{ name: "wasm.f.vm_reload_backoff", value: 9 }, { name: "wasm.f.vm_reload_success", value: 0 }]), new Map([["f", 2]]));
-    assert.deepEqual(d.next([{ name: "wasm.f.vm_reload_backoff", value: 9 }]), new Map(), "no rise, no entry");
+    assert.deepEqual(d.next([{ name: "wasm.f.vm_reload_failure", value: 7 }]), new Map(), "counted before we listened");
+    assert.deepEqual(d.next([{ name: "wasm.f.vm_reload_failure", value: 9 }, { name: "wasm.f.vm_reload_success", value: 0 }]), new Map([["f", 2]]));
+    assert.deepEqual(d.next([{ name: "wasm.f.vm_reload_failure", value: 9 }]), new Map(), "no rise, no entry");
   });
 
   test("a counter first seen after the first message rose from 0 (Envoy sends used counters only)", () => {
     const d = new FailureCounterDeltas();
     d.next([{ name: "cluster.x.upstream_rq_total", value: 1 }]);
-    assert.deepEqual(d.next([{ name: "wasm.g.vm_reload_backoff", value: 3 }, { name: "wasm.g.vm_reload_success", value: 1 }]), new Map([["g", 4]]));
+    assert.deepEqual(d.next([{ name: "wasm.g.vm_reload_failure", value: 3 }, { name: "wasm.g.vm_reload_success", value: 1 }]), new Map([["g", 4]]));
   });
 
   test("a counter that went down counts its new value (delta reporting)", () => {
     const d = new FailureCounterDeltas();
-    d.next([{ name: "wasm.f.vm_reload_backoff", value: 5 }]);
-    assert.deepEqual(d.next([{ name: "wasm.f.vm_reload_backoff", value: 2 }]), new Map([["f", 2]]));
+    d.next([{ name: "wasm.f.vm_reload_failure", value: 5 }]);
+    assert.deepEqual(d.next([{ name: "wasm.f.vm_reload_failure", value: 2 }]), new Map([["f", 2]]));
   });
 });

@@ -92,7 +92,7 @@ describe("FilterRegistry", () => {
     registry.buildStarted("broken");
     registry.buildFailed("broken", "syntax error");
     const f = byName("broken");
-    assert.deepEqual(f, { name: "broken", enabled: true, order: DEFAULT_ORDER, status: "error", error: "syntax error", failPolicy: "closed" });
+    assert.deepEqual(f, { name: "broken", enabled: true, order: DEFAULT_ORDER, status: "error", error: "syntax error", failPolicy: "reload" });
   });
 
   test("four builds per filter stay servable; the oldest of five is dropped", () => {
@@ -173,7 +173,7 @@ describe("effectiveFilters", () => {
       builtAt: registry.get("f")?.module?.builtAt,
       buildMs: 9,
       size: registry.get("f")?.module?.size,
-      failPolicy: "closed",
+      failPolicy: "reload",
     });
     assert.equal(DEFAULT_ORDER, 100);
   });
@@ -184,6 +184,15 @@ describe("effectiveFilters", () => {
     assert.equal(f?.enabled, false);
     assert.equal(f?.order, 5);
     assert.equal(f?.configuration, "from manifest");
+  });
+
+  test("fail policy: operator choice > manifest > reload", async () => {
+    succeed(registry, "f", "1");
+    assert.equal(byName("f")?.failPolicy, "reload");
+    succeed(registry, "f", "2", { failPolicy: "open" });
+    assert.equal(byName("f")?.failPolicy, "open");
+    await state.update("f", { failPolicy: "reload" });
+    assert.equal(byName("f")?.failPolicy, "reload");
   });
 
   test("operator choices win over manifest defaults, field by field", async () => {

@@ -121,7 +121,7 @@ function pluginConfigOf(filters: ResourceInputs["filters"], name: string): any {
 
 test("failure_policy (Envoy 1.40's field 7) carries the fail policy; the deprecated fail_open is never sent", () => {
   const base = { name: "f", sha256: SHA_A, rootId: "f", enabled: true } as const;
-  const cases = [[undefined, "FAIL_CLOSED"], ["closed", "FAIL_CLOSED"], ["open", "FAIL_OPEN"], ["reload", "FAIL_RELOAD"]] as const;
+  const cases = [[undefined, "FAIL_RELOAD"], ["closed", "FAIL_CLOSED"], ["open", "FAIL_OPEN"], ["reload", "FAIL_RELOAD"]] as const;
   for (const [policy, expected] of cases) {
     const plugin = pluginConfigOf([{ ...base, ...(policy ? { failurePolicy: policy } : {}) }], "f");
     assert.equal(plugin.failure_policy, expected, `${policy}`);
