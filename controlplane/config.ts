@@ -71,7 +71,7 @@ const SETTINGS: readonly Setting[] = [
   { env: "CP_STATE_FILE", flag: "state-file", help: "where enable/disable choices persist", default: () => "./.state/state.json" },
   { env: "CP_LOG_LEVEL", flag: "log-level", help: "pino log level", default: () => "info" },
   { env: "CP_MAX_MODULE_BYTES", flag: "max-module-bytes", help: "largest Wasm module (bytes) built or uploaded that is ever pushed to Envoy", default: () => String(8 * 1024 * 1024), defaultHelp: "8388608 = 8 MiB" },
-  { env: "CP_BUILD_NICE", flag: "build-nice", help: "nice value 0-19 of the compile thread (0: same priority as the rest)", default: () => "10" },
+  { env: "CP_BUILD_NICE", flag: "build-nice", help: "nice value 0-19 of the compile thread, e.g. 10 to favour a co-located Envoy under CPU pressure", default: () => "0" },
   { env: "CP_AUTO_DISABLE_AFTER", flag: "auto-disable-after", help: "crashes of a filter's Wasm VM (Envoy FAIL_RELOAD reload stats) within the window that make the control plane roll it back or disable it (0: off)", default: () => "5" },
   { env: "CP_AUTO_DISABLE_WINDOW", flag: "auto-disable-window", help: "seconds over which CP_AUTO_DISABLE_AFTER counts failures", default: () => "60" },
   // Security (README "Security").

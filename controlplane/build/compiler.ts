@@ -202,8 +202,9 @@ const thread = new CompileThread();
 
 /**
  * Runs later compiles at `nice` (0-19). Only the compile thread is lowered: Linux priorities
- * are per thread, so xDS streams and the admin API keep theirs while a co-located Envoy wins
- * the CPU from a build (bench: compiles alone raised p99 inside edit windows 4x on 2 cores).
+ * are per thread, so xDS streams and the admin API keep theirs while a co-located Envoy starved
+ * of CPU gets it first. (On the 2-core bench machine it did not measurably lower p99 during
+ * edits and made builds ~15% slower: README "Benchmarks".)
  */
 export function setCompileNice(nice: number): void {
   thread.nice = nice;
