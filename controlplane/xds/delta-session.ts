@@ -41,7 +41,7 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
 
   constructor(streamId: number, peer: string, deps: SessionDeps<DeltaDiscoveryResponse>) {
     super(streamId, peer, deps);
-    this.ecds = new EcdsDelivery((nack) => this.variant(nack), deps.fetches, {
+    this.ecds = new EcdsDelivery((nack, afterFetch) => this.variant(nack, afterFetch), deps.fetches, {
       resend: (names, fetched) => {
         this.client.cacheMissResends = this.ecds.resends;
         this.deps.registry.resentAfterFetch(this.client, [...fetched]);

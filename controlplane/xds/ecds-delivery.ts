@@ -45,21 +45,24 @@ interface Pending {
  * (measured). So a filter this Envoy is warming gets `nack_on_code_cache_miss: false` and an
  * update gets `true`: Envoy NACKs, keeps the old module serving and downloads the new one in
  * the background. The module server reports that node's download (the node id is in the
- * module URL); then the config is re-sent without the flag, which Envoy applies from its cache
- * (it ignores a config identical to one it rejected, so the re-send must differ anyway).
+ * module URL); then the config is re-sent, still with the flag, and with `&fetched=1` on the URL
+ * (Envoy ignores a config identical to one it rejected, so the re-send must differ). Envoy applies
+ * it from its cache; if the fetch failed (bytes whose sha256 does not match), it NACKs again and
+ * keeps the old module: that NACK is recorded as a real rejection. (Re-sending without the flag,
+ * as before, made Envoy ACK a filter without code and drop the old module: isolation report.)
  */
 export class EcdsDelivery {
   /** Filter names this Envoy already runs: an update to one needs the cache-miss path. */
   private readonly warm = new Set<string>();
   /** Per name, the module and variant last sent, so an unchanged filter keeps identical bytes. */
-  private readonly sentVariants = new Map<string, { sha256: string | undefined; nack: boolean }>();
+  private readonly sentVariants = new Map<string, { sha256: string | undefined; nack: boolean; afterFetch: boolean }>();
   private pending: Pending | undefined;
   private deferred = false;
   private stopWatching: (() => void) | undefined;
   resends = 0;
 
   constructor(
-    private readonly variant: (nackOnCacheMiss: boolean) => DeliveryVariant,
+    private readonly variant: (nackOnCacheMiss: boolean, afterFetch?: boolean) => DeliveryVariant,
     private readonly fetches: FetchTracker,
     private readonly callbacks: EcdsCallbacks,
     private readonly graceMs = CACHE_MISS_GRACE_MS,
@@ -86,16 +89,20 @@ export class EcdsDelivery {
     const anys = resources.map((r) => {
       const prior = this.sentVariants.get(r.name);
       let nack: boolean;
+      let afterFetch = false;
       if (r.moduleSha256 && fetched.has(r.moduleSha256)) {
-        nack = false;
+        nack = true;
+        afterFetch = true;
       } else if (prior && prior.sha256 === r.moduleSha256) {
-        nack = prior.nack; // unchanged module: identical bytes, Envoy sees no change
+        // Unchanged module: identical bytes, Envoy sees no change.
+        nack = prior.nack;
+        afterFetch = prior.afterFetch;
       } else {
         nack = this.warm.has(r.name);
         if (nack && r.moduleSha256) updateShas.add(r.moduleSha256);
       }
-      this.sentVariants.set(r.name, { sha256: r.moduleSha256, nack });
-      return r.anyFor(this.variant(nack));
+      this.sentVariants.set(r.name, { sha256: r.moduleSha256, nack, afterFetch });
+      return r.anyFor(this.variant(nack, afterFetch));
     });
     const sent: EcdsSent = { names: resources.map((r) => r.name), sentAt: Date.now(), updateShas: [...updateShas], afterFetch: fetched.size > 0 };
     return { anys, sent };

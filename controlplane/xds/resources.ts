@@ -88,6 +88,13 @@ function configSource(kind: ConfigSourceKind): ResourceObject {
 export interface DeliveryVariant {
   nodeId: string;
   nackOnCacheMiss: boolean;
+  /**
+   * The re-send after this Envoy fetched the module: `&fetched=1` on the URL makes it differ
+   * from the config Envoy just rejected (which it would ignore), while nack_on_code_cache_miss
+   * stays true, so a fetch that failed (bytes whose sha256 does not match) is a NACK that keeps
+   * the old module running, not an ACK of a filter without code.
+   */
+  afterFetch?: boolean;
   /** Listeners and clusters name their RDS/ECDS/EDS source the way this Envoy connected. */
   source: ConfigSourceKind;
 }
@@ -120,7 +127,7 @@ export function buildResources(inputs: ResourceInputs): ResourceSet {
   set.set(ROUTE, byName([routeConfiguration(inputs.filters)]));
   set.set(EXTENSION_CONFIG, new Map(inputs.filters.map((f) => [f.name, {
     canonical: extensionConfig(f, inputs.moduleServer, CANONICAL_VARIANT, inputs.moduleTls !== undefined),
-    key: (v: DeliveryVariant) => `${v.nodeId}\n${v.nackOnCacheMiss}`,
+    key: (v: DeliveryVariant) => `${v.nodeId}\n${v.nackOnCacheMiss}\n${v.afterFetch === true}`,
     render: (v: DeliveryVariant) => extensionConfig(f, inputs.moduleServer, v, inputs.moduleTls !== undefined),
   }])));
   return set;
@@ -136,8 +143,11 @@ function byName(resources: ResourceObject[]): Map<string, ResourceObject> {
   return new Map(resources.map((r) => [r.name as string, r]));
 }
 
-export function moduleUrl(moduleServer: HostPort, sha256: string, nodeId = "", https = false): string {
-  const query = nodeId === "" ? "" : `?node=${encodeURIComponent(nodeId)}`;
+export function moduleUrl(moduleServer: HostPort, sha256: string, nodeId = "", https = false, afterFetch = false): string {
+  const params = new URLSearchParams();
+  if (nodeId !== "") params.set("node", nodeId);
+  if (afterFetch) params.set("fetched", "1");
+  const query = params.size > 0 ? `?${params.toString()}` : "";
   return `${https ? "https" : "http"}://${hostPort(moduleServer)}/modules/${sha256}.wasm${query}`;
 }
 
@@ -240,7 +250,7 @@ function extensionConfig(filter: FilterResourceSpec, moduleServer: HostPort, var
       nack_on_code_cache_miss: variant.nackOnCacheMiss,
       code: {
         remote: {
-          http_uri: { uri: moduleUrl(moduleServer, filter.sha256, variant.nodeId, https), cluster: MODULE_CLUSTER, timeout: { seconds: 10 } },
+          http_uri: { uri: moduleUrl(moduleServer, filter.sha256, variant.nodeId, https, variant.afterFetch === true), cluster: MODULE_CLUSTER, timeout: { seconds: 10 } },
           sha256: filter.sha256,
           retry_policy: { num_retries: { value: 3 } },
         },

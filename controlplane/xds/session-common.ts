@@ -78,8 +78,10 @@ export abstract class SessionBase<Response> {
   }
 
   /** The rendering of variant resources for this stream's Envoy. */
-  protected variant(nackOnCacheMiss = false): DeliveryVariant {
-    return { nodeId: this.client.nodeId, nackOnCacheMiss, source: this.deps.source };
+  protected variant(nackOnCacheMiss = false, afterFetch = false): DeliveryVariant {
+    const v: DeliveryVariant = { nodeId: this.client.nodeId, nackOnCacheMiss, source: this.deps.source };
+    if (afterFetch) v.afterFetch = true;
+    return v;
   }
 
   /** A nonce this stream never issued is a client bug (a superseded one is merely stale). */

@@ -34,7 +34,7 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
 
   constructor(streamId: number, peer: string, deps: SessionDeps<DiscoveryResponse>) {
     super(streamId, peer, deps);
-    this.ecds = new EcdsDelivery((nack) => this.variant(nack), deps.fetches, {
+    this.ecds = new EcdsDelivery((nack, afterFetch) => this.variant(nack, afterFetch), deps.fetches, {
       resend: (_names, fetched) => this.resendEcds(fetched),
       reject: (message) => {
         const sub = this.subscriptions.get(EXTENSION_CONFIG);

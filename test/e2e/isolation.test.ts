@@ -135,7 +135,7 @@ describe("isolation: misbehaving filters beside a good one, real Envoy", { timeo
     }
   });
 
-  it("a module whose bytes do not match the announced sha256: Envoy refuses the code, stays up, and recovers on disable or rollback", async () => {
+  it("a module whose bytes do not match the announced sha256: Envoy refuses the code and stays up; an update is NACKed and the old module keeps serving", async () => {
     const [fresh] = await run("sha-new");
     assert.ok(fresh);
     assert.ok(fresh.envoyAlive, says(fresh));
@@ -146,6 +146,11 @@ describe("isolation: misbehaving filters beside a good one, real Envoy", { timeo
     const u = row(updates, "closed");
     assert.ok(u.envoyAlive, says(u));
     assert.ok(u.notes.some((n) => /Envoy counted the failed fetch/.test(n)), says(u));
+    // The re-send after the fetch keeps nack_on_code_cache_miss: the failed fetch is a NACK the
+    // control plane records, and Envoy keeps running the previous module.
+    assert.match(u.controlPlane, /^NACK \(TypedExtensionConfig\)/, says(u));
+    assert.ok(u.other.every((o) => o === 200), `the old module keeps serving: ${says(u)}`);
+    assert.ok(u.goodFilterUnaffected, says(u));
     assert.notEqual(u.recovery.ms, null, `rollback to the previous module brings the filter back: ${says(u)}`);
   });
 });

@@ -1,7 +1,7 @@
 // The ECDS code-cache-miss path (controlplane/xds/ecds-delivery.ts), end to end over gRPC:
 // a filter Envoy already runs gets a new module with nack_on_code_cache_miss true; Envoy NACKs,
 // downloads the module (the module server reports it to the FetchTracker), and the same
-// version is re-sent without the flag.
+// version is re-sent, still with the flag (a failed fetch must stay a NACK), on a URL that differs.
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { CLUSTER, EXTENSION_CONFIG } from "../../controlplane/xds/type-urls.ts";
@@ -36,7 +36,7 @@ describe("ECDS code-cache miss", () => {
   afterEach(() => h.reset());
   after(() => h.close());
 
-  it("SotW: after an ACK, a new module is sent with the flag; NACK, fetch, and the same version comes back without it", async () => {
+  it("SotW: after an ACK, a new module is sent with the flag; NACK, fetch, and the same version comes back on a new URL", async () => {
     const node = "sotw-miss";
     const s = h.connect().sotw();
     s.send({ node: nodeOf(node), type_url: EXTENSION_CONFIG, resource_names: ["f1"] });
@@ -61,8 +61,8 @@ describe("ECDS code-cache miss", () => {
     const resent = await s.nextOf(EXTENSION_CONFIG, "the re-send after the download");
     assert.equal(resent.version_info, update.version_info, "the same version");
     assert.notEqual(resent.nonce, update.nonce);
-    assert.equal(nackOnCacheMiss(resent.resources[0]!), false, "without the flag, so Envoy applies it from its cache");
-    assert.match(moduleUri(resent.resources[0]!), new RegExp(`/modules/${sha("c")}\\.wasm`));
+    assert.equal(nackOnCacheMiss(resent.resources[0]!), true, "still with the flag: a failed fetch is a NACK, not a filter without code");
+    assert.match(moduleUri(resent.resources[0]!), new RegExp(`/modules/${sha("c")}\\.wasm\\?node=[^&]+&fetched=1$`), "a URL that differs from the rejected config's");
 
     s.send(sotwAck(resent, ["f1"]));
     const st = await h.typeStatus(node, EXTENSION_CONFIG, (x) => x.ackedVersion === update.version_info, "the ACK of the re-send");
@@ -70,7 +70,27 @@ describe("ECDS code-cache miss", () => {
     assert.equal(h.streamsOf(node)[0]!.cacheMissResends, 1);
   });
 
-  it("Delta: after an ACK, a new module is sent with the flag; NACK, fetch, and the same resource version comes back without it", async () => {
+  it("SotW: a NACK of the re-send (the fetched bytes did not match the sha256) is a real rejection", async () => {
+    const node = "sotw-bad-fetch";
+    const s = h.connect().sotw();
+    s.send({ node: nodeOf(node), type_url: EXTENSION_CONFIG, resource_names: ["f1"] });
+    const first = await s.nextOf(EXTENSION_CONFIG);
+    s.send(sotwAck(first, ["f1"]));
+    await h.typeStatus(node, EXTENSION_CONFIG, (x) => x.ackedVersion === first.version_info, "the ECDS ACK");
+    h.cache.set(snapshotOf({ filters: [filterSpec("f1", "e"), filterSpec("f2", "b")] }));
+    const update = await s.nextOf(EXTENSION_CONFIG, "the new module");
+    s.send(sotwNack(update, CACHE_MISS, ["f1"], first.version_info));
+    h.fetches.started(node, sha("e"));
+    h.fetches.completed(node, sha("e"));
+    const resent = await s.nextOf(EXTENSION_CONFIG, "the re-send after the download");
+    const mismatch = "Failed to load Wasm code (fetch failed) from remote";
+    s.send(sotwNack(resent, mismatch, ["f1"], first.version_info));
+    const st = await h.typeStatus(node, EXTENSION_CONFIG, (x) => x.lastNack !== undefined, "the rejection recorded");
+    assert.match(st.lastNack?.message ?? "", /fetch failed/);
+    assert.equal(st.ackedVersion, first.version_info, "Envoy keeps the old module");
+  });
+
+  it("Delta: after an ACK, a new module is sent with the flag; NACK, fetch, and the same resource version comes back on a new URL", async () => {
     const node = "delta-miss";
     const d = h.connect().delta();
     d.send({ node: nodeOf(node), type_url: EXTENSION_CONFIG, resource_names_subscribe: ["f1"] });
@@ -97,7 +117,8 @@ describe("ECDS code-cache miss", () => {
     assert.deepEqual(resent.resources.map((r) => r.name), ["f1"]);
     assert.equal(resent.resources[0]!.version, f1.version, "the same resource version");
     assert.equal(resent.system_version_info, update.system_version_info);
-    assert.equal(nackOnCacheMiss(resent.resources[0]!.resource), false);
+    assert.equal(nackOnCacheMiss(resent.resources[0]!.resource), true);
+    assert.match(moduleUri(resent.resources[0]!.resource), /&fetched=1$/);
 
     d.send(deltaAck(resent));
     const st = await h.typeStatus(node, EXTENSION_CONFIG, (x) => x.ackedVersion === update.system_version_info, "the ACK of the re-send");

@@ -93,6 +93,7 @@ export async function runShaUpdate(ctx: ScenarioContext, policy: FailPolicy): Pr
   const other = await ctx.traffic.burst(5);
   notes.push(`${name} ran on ${other.filter((a) => copies(a) >= 2).length}/5 requests after the update`);
   const alive = await ctx.envoyAlive();
+  // Expected: the re-send after the fetch is NACKed (the code never loaded), the old module stays.
   const controlPlane = ctx.controlPlaneView(since, "no NACK beyond the planned code-cache miss");
   ctx.stack.proxy.untamper(sha);
   const ms = await ctx.recover(async () => {

@@ -139,7 +139,9 @@ describe("SotwSession", () => {
     h.fetches.completed("envoy-1", "b".repeat(64));
     const resent = await waitFor(() => h.sent[before], { what: "the re-send", timeoutMs: RESEND_AFTER_FETCH_MS + 2000 });
     assert.equal(resent.version_info, update!.version_info, "same version");
-    assert.equal(nackFlag(resent), false, "re-sent without the flag, so Envoy sees a new config and hits its cache");
+    assert.equal(nackFlag(resent), true, "re-sent with the flag: a failed fetch stays a NACK");
+    const resentUrl = (decodeMessage(EXTENSION_CONFIG, resent.resources[0]!.value) as { typed_config: { config: { vm_config: { code: { remote: { http_uri: { uri: string } } } } } } }).typed_config.config.vm_config.code.remote.http_uri.uri;
+    assert.match(resentUrl, /\/modules\/b{64}\.wasm\?node=envoy-1&fetched=1$/, "a new URL, so Envoy does not ignore it as the config it rejected");
     assert.equal(h.session.client.cacheMissResends, 1);
     // A NACK of the re-send is a real rejection.
     h.request({ type_url: EXTENSION_CONFIG, resource_names: ["f"], response_nonce: resent.nonce, error_detail: { message: "onConfigure failed" } });
