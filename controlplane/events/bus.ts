@@ -14,7 +14,7 @@ export type ControlPlaneEventBody =
   | { type: "client.disconnected"; node: string; cluster: string; stream: number }
   /** A module download the module server finished sending (GET only; HEAD and aborted ones are not). */
   | { type: "module.served"; sha256: string; node: string; bytes: number }
-  /** An Envoy's stats show requests that met a failed VM of the filter (controlplane/health). */
+  /** An Envoy's stats show crashes of the filter's VM (controlplane/health). */
   | { type: "health.failures"; filter: string; node: string; count: number; total: number }
   /** The control plane rolled the filter back or disabled it after repeated runtime failures. */
   | { type: "health.action"; filter: string; action: "rolled_back" | "disabled"; reason: string; failures: number; sha256?: string };

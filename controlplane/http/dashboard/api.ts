@@ -17,6 +17,8 @@ export interface FilterView {
   capabilities?: { declared: string[]; granted: string[]; undeclaredImports: { import: string; group?: string }[] };
   targets?: { clusters?: string[]; nodes?: string[] } | null;
   pinnedSha256?: string | null;
+  /** Runtime failures seen in Envoy's stats and what the control plane did (controlplane/health). */
+  health?: { runtimeFailures: number; action: "rolled_back" | "disabled" | null; reason: string | null; actedAt: string | null };
 }
 
 export interface TypeView {

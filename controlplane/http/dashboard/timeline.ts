@@ -167,6 +167,8 @@ export function describe(e: TimelineEvent): { kind: "good" | "bad" | "info"; tex
     case "client.connected": return { kind: "good", text: `${e.node} (cluster ${e.cluster}) connected from ${e.peer}, stream #${e.stream}` };
     case "client.disconnected": return { kind: "bad", text: `${e.node} (cluster ${e.cluster}) disconnected, stream #${e.stream}` };
     case "module.served": return { kind: "info", text: `${e.node}: downloaded module ${sha(e.sha256)} (${e.bytes} bytes)` };
+    case "health.failures": return { kind: "bad", text: `${e.node}: ${e.filter}'s VM crashed ${e.count === 1 ? "once" : `${e.count} times`} (${e.total} in the window)` };
+    case "health.action": return { kind: "bad", text: `${e.filter}: ${e.action === "disabled" ? "disabled" : `rolled back to ${sha(e.sha256 ?? "")}`} automatically: ${e.reason}` };
     case TRUNCATED: return { kind: "info", text: `${e.lost} earlier event${e.lost === 1 ? " is" : "s are"} no longer held by the server` };
     default: return { kind: "info", text: JSON.stringify(e) };
   }

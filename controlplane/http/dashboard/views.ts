@@ -69,7 +69,9 @@ function update(row: FilterRow, f: FilterView): void {
     h("strong", {}, f.name),
     f.pinnedSha256 ? h("span", { class: "tag", title: `rolled back to ${f.pinnedSha256}` }, "pinned") : null,
     f.failPolicy === "open" ? h("span", { class: "tag", title: "fail open: skipped when its VM cannot run" }, "fail open") : null,
-    f.failPolicy === "reload" ? h("span", { class: "tag", title: "fail reload: 503 while its VM cannot run; Envoy rebuilds a crashed VM" }, "fail reload") : null,
+    // reload is the default (503 while its VM cannot run, a crashed VM is rebuilt): no tag.
+    f.failPolicy === "closed" ? h("span", { class: "tag", title: "fail closed: 503 while its VM cannot run; a crashed VM stays failed" }, "fail closed") : null,
+    f.health?.action ? h("span", { class: "tag bad", title: `${f.health.reason ?? ""} (${f.health.actedAt ?? ""})` }, f.health.action === "disabled" ? "auto-disabled" : "auto rolled back") : null,
     (f.capabilities?.undeclaredImports.length ?? 0) > 0
       ? h("span", { class: "tag", title: `Envoy denies: ${f.capabilities!.undeclaredImports.map((u) => u.import + (u.group ? ` (declare "${u.group}")` : "")).join(", ")}` }, "undeclared capability")
       : null,
