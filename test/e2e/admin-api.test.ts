@@ -4,12 +4,12 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { allocatePorts, copyFilters, startControlPlane, type ControlPlanePorts, type ControlPlaneProcess } from "../support/controlplane.ts";
-import { startEchoUpstream, type EchoUpstream } from "../support/echo.ts";
-import { startEnvoy, type EnvoyProcess } from "../support/envoy.ts";
+import { copyFilters, type ControlPlanePorts, type ControlPlaneProcess } from "../support/controlplane.ts";
+import type { EnvoyProcess } from "../support/envoy.ts";
 import { httpGet, httpRequest, type HttpResponse } from "../support/http.ts";
 import { makeWorkDir, repoPath } from "../support/paths.ts";
 import { waitFor } from "../support/wait.ts";
+import { startStack, type Stack } from "../support/stack.ts";
 
 function stampSource(version: string): string {
   return fs.readFileSync(repoPath("filters", "add-header", "index.ts"), "utf8")
@@ -23,9 +23,9 @@ interface Echoed { headers: Record<string, string> }
 describe("admin API through a real Envoy", { timeout: 240_000 }, () => {
   let workDir: string;
   let filtersDir: string;
-  let echo: EchoUpstream;
   let cp: ControlPlaneProcess;
   let envoy: EnvoyProcess;
+  let stack: Stack | undefined;
   let ports: ControlPlanePorts;
 
   const details = (): string => `--- envoy\n${envoy?.tail(20)}\n--- control plane\n${cp?.tail(30)}`;
@@ -50,18 +50,13 @@ describe("admin API through a real Envoy", { timeout: 240_000 }, () => {
     fs.mkdirSync(path.join(filtersDir, "stamp"));
     fs.writeFileSync(path.join(filtersDir, "stamp", "filter.json"), JSON.stringify({ order: 20 }));
     fs.writeFileSync(path.join(filtersDir, "stamp", "index.ts"), stampSource("v1"));
-    ports = await allocatePorts();
-    echo = await startEchoUpstream();
-    cp = await startControlPlane({ ports, filtersDir, stateFile: path.join(workDir, "state.json"), upstreamPort: echo.port, workDir });
     // Node id and cluster are what targeting matches on.
-    envoy = await startEnvoy({ bootstrap: { xdsPort: ports.xds, nodeId: "envoy-edge", nodeCluster: "edge" }, workDir });
-    await envoy.waitReady(30_000);
+    stack = await startStack({ workDir, filtersDir, bootstrap: { nodeId: "envoy-edge", nodeCluster: "edge" } });
+    ({ ports, cp, envoy } = stack);
   });
 
   after(async () => {
-    await envoy?.stop();
-    await cp?.kill("SIGTERM");
-    await echo?.close();
+    await stack?.stop();
   });
 
   it("serves an OpenAPI document covering every route", async () => {

@@ -8,13 +8,13 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { allocatePorts, copyFilters, startControlPlane, type ControlPlanePorts, type ControlPlaneProcess } from "../support/controlplane.ts";
-import { startEchoUpstream, type EchoUpstream } from "../support/echo.ts";
-import { startEnvoy, type EnvoyProcess } from "../support/envoy.ts";
+import { copyFilters, type ControlPlanePorts, type ControlPlaneProcess } from "../support/controlplane.ts";
+import type { EnvoyProcess } from "../support/envoy.ts";
 import { httpRequest, type HttpResponse } from "../support/http.ts";
 import { makeWorkDir, repoPath } from "../support/paths.ts";
 import { json, openSse, type SseStream } from "../support/sse.ts";
 import { waitFor } from "../support/wait.ts";
+import { startStack, type Stack } from "../support/stack.ts";
 
 const FILTER = "abort-request";
 const THRESHOLD = 3;
@@ -28,9 +28,9 @@ interface Detail { enabled: boolean; sha256: string; pinnedSha256?: string | nul
 describe("automatic response to runtime failures, through a real Envoy", { timeout: 240_000 }, () => {
   let workDir: string;
   let filterDir: string;
-  let echo: EchoUpstream;
   let cp: ControlPlaneProcess;
   let envoy: EnvoyProcess;
+  let stack: Stack | undefined;
   let ports: ControlPlanePorts;
   let events: SseStream;
 
@@ -74,22 +74,19 @@ describe("automatic response to runtime failures, through a real Envoy", { timeo
     fs.mkdirSync(filterDir);
     fs.copyFileSync(repoPath("test", "fixtures", "filters", FILTER, "filter.json"), path.join(filterDir, "filter.json"));
     fs.writeFileSync(path.join(filterDir, "index.ts"), goodSource);
-    ports = await allocatePorts();
-    echo = await startEchoUpstream();
-    cp = await startControlPlane({
-      ports, filtersDir, stateFile: path.join(workDir, "state.json"), upstreamPort: echo.port, workDir,
-      env: { CP_AUTO_DISABLE_AFTER: String(THRESHOLD), CP_AUTO_DISABLE_WINDOW: "60" },
+    stack = await startStack({
+      workDir, filtersDir,
+      cpEnv: { CP_AUTO_DISABLE_AFTER: String(THRESHOLD), CP_AUTO_DISABLE_WINDOW: "60" },
+      bootstrap: { nodeId: "envoy-health", nodeCluster: "edge" },
+      envoy: { concurrency: 1 },
     });
-    envoy = await startEnvoy({ bootstrap: { xdsPort: ports.xds, nodeId: "envoy-health", nodeCluster: "edge" }, workDir, concurrency: 1 });
-    await envoy.waitReady(30_000);
+    ({ ports, cp, envoy } = stack);
     events = await openSse(`${cp.adminUrl}/api/events?types=health.*`);
   });
 
   after(async () => {
     events?.close();
-    await envoy?.stop();
-    await cp?.kill("SIGTERM");
-    await echo?.close();
+    await stack?.stop();
   });
 
   it("Envoy streams its stats to the control plane", async () => {

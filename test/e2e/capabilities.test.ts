@@ -9,12 +9,13 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { allocatePorts, startControlPlane, type ControlPlanePorts, type ControlPlaneProcess, type FilterView } from "../support/controlplane.ts";
-import { startEchoUpstream, type EchoUpstream } from "../support/echo.ts";
-import { startEnvoy, type EnvoyProcess } from "../support/envoy.ts";
+import type { ControlPlanePorts, ControlPlaneProcess, FilterView } from "../support/controlplane.ts";
+import type { EchoUpstream } from "../support/echo.ts";
+import type { EnvoyProcess } from "../support/envoy.ts";
 import { httpGet, httpRequest, type HttpResponse } from "../support/http.ts";
 import { makeWorkDir, repoPath } from "../support/paths.ts";
 import { waitFor } from "../support/wait.ts";
+import { startStack, type Stack } from "../support/stack.ts";
 
 const PROBE = "capability-probe";
 const WASM_OK = "0";
@@ -28,6 +29,7 @@ describe("capabilities, failure policy and size cap through a real Envoy", { tim
   let echo: EchoUpstream;
   let cp: ControlPlaneProcess;
   let envoy: EnvoyProcess;
+  let stack: Stack | undefined;
   let ports: ControlPlanePorts;
 
   const details = (): string => `--- envoy\n${envoy?.tail(30)}\n--- control plane\n${cp?.tail(30)}`;
@@ -62,20 +64,12 @@ describe("capabilities, failure policy and size cap through a real Envoy", { tim
     fs.cpSync(repoPath("filters", "add-header"), path.join(filtersDir, "add-header"), { recursive: true });
     fs.cpSync(repoPath("test", "fixtures", "filters", PROBE), path.join(filtersDir, PROBE), { recursive: true });
     writeManifest(PROBE, { order: 20 });
-    ports = await allocatePorts();
-    echo = await startEchoUpstream();
-    cp = await startControlPlane({
-      ports, filtersDir, stateFile: path.join(workDir, "state.json"), upstreamPort: echo.port, workDir,
-      env: { CP_MAX_MODULE_BYTES: String(MAX_MODULE_BYTES) },
-    });
-    envoy = await startEnvoy({ bootstrap: { xdsPort: ports.xds, nodeId: "envoy-caps", nodeCluster: "caps" }, workDir });
-    await envoy.waitReady(30_000);
+    stack = await startStack({ workDir, filtersDir, cpEnv: { CP_MAX_MODULE_BYTES: String(MAX_MODULE_BYTES) }, bootstrap: { nodeId: "envoy-caps", nodeCluster: "caps" } });
+    ({ ports, echo, cp, envoy } = stack);
   });
 
   after(async () => {
-    await envoy?.stop();
-    await cp?.kill("SIGTERM");
-    await echo?.close();
+    await stack?.stop();
   });
 
   it("Envoy denies an undeclared capability; the API warns about the import", async () => {
