@@ -115,13 +115,15 @@ async function main(): Promise<void> {
   });
 
   const health = new HealthMonitor({ registry, state, events, log: log.child({ component: "health" }) }, { threshold: config.autoDisableAfter, windowMs: config.autoDisableWindowS * 1000 });
+  // A stats stream that goes silent while open means a stuck worker (monitor.ts).
+  setInterval(() => health.checkStalls(), 1000).unref();
   const moduleServer = createModuleServer(registry, fetches, log, { tls, events });
   let ready = false;
   const admin = createAdminApi({ registry, state, clients, events, snapshot: () => cache.get(), resourceAt: (t, n, v) => cache.resourceAt(t, n, v), ready: () => ready, maxModuleBytes: config.maxModuleBytes, health }, log, { token: config.adminToken });
   const ads = createXdsServer({ cache, clients, fetches, log: log.child({ component: "xds" }) });
   // Envoy's metrics_service stat sink streams to the same gRPC server; the failure counters of
   // Wasm plugins feed the health monitor, which rolls back or disables through operator state.
-  addMetricsService(ads, { opened: (node, peer) => health.opened(node, peer), closed: (node) => health.closed(node), report: (r) => void health.report(r) }, log.child({ component: "health" }));
+  addMetricsService(ads, { opened: (node, peer) => health.opened(node, peer), closed: (node) => health.closed(node), heard: (node, at) => health.heard(node, at), report: (r) => void health.report(r) }, log.child({ component: "health" }));
   clients.onNack((client, type, nack) => log.warn({ node: client.nodeId, type: shortName(type.typeUrl), version: nack.version, error: nack.message }, "NACK recorded"));
 
   await moduleServer.listen({ host: config.moduleHost, port: config.modulePort });

@@ -17,7 +17,13 @@ export type ControlPlaneEventBody =
   /** An Envoy's stats show crashes of the filter's VM (controlplane/health). */
   | { type: "health.failures"; filter: string; node: string; count: number; total: number }
   /** The control plane rolled the filter back or disabled it after repeated runtime failures. */
-  | { type: "health.action"; filter: string; action: "rolled_back" | "disabled"; reason: string; failures: number; sha256?: string };
+  | { type: "health.action"; filter: string; action: "rolled_back" | "disabled"; reason: string; failures: number; sha256?: string }
+  /**
+   * An Envoy has a worker thread stuck (e.g. a Wasm callback that never returns): its stats
+   * stopped flushing while its stream stayed open (Envoy merges stats across workers first), or,
+   * once it flushes again, its watchdog counted mega misses for that worker.
+   */
+  | { type: "health.stuck"; node: string; signal: "stats_stalled" | "watchdog"; worker?: string; megaMisses?: number; silentMs?: number; filters: string[] };
 
 export type ControlPlaneEvent = ControlPlaneEventBody & { seq: number; at: string };
 export type EventListener = (event: ControlPlaneEvent) => void;

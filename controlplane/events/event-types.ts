@@ -19,6 +19,7 @@ const KNOWN: Record<EventType, true> = {
   "module.served": true,
   "health.failures": true,
   "health.action": true,
+  "health.stuck": true,
 };
 
 /** Every event type the bus carries, for validation and documentation. */

@@ -5,14 +5,16 @@
 // defines an empty response Envoy does not wait for).
 import * as grpc from "@grpc/grpc-js";
 import { decodeStreamMetricsMessage, type SinkMessage, type SinkNode } from "./metrics-wire.ts";
-import { FailureCounterDeltas } from "./plugin-failures.ts";
+import { CounterDeltas, failurePlugin, stuckWorker } from "./plugin-failures.ts";
 
 export const METRICS_SERVICE_PATH = "/envoy.service.metrics.v3.MetricsService/StreamMetrics";
 
 export interface RuntimeFailureReport {
   node: SinkNode;
-  /** Plugin (= filter) name -> requests that met its failed VM since the previous flush. */
+  /** Plugin (= filter) name -> crashes of its VM since the previous flush. */
   failures: Map<string, number>;
+  /** Worker (e.g. "worker_0") -> watchdog mega misses since the previous flush: a stuck thread. */
+  stuckWorkers?: Map<string, number>;
   at: number;
 }
 
@@ -34,10 +36,12 @@ const definition: grpc.ServiceDefinition = {
   },
 };
 
-/** What the service tells its user: streams opening and closing, and failure counters rising. */
+/** What the service tells its user: streams opening and closing, each flush, and counters rising. */
 export interface MetricsServiceSink {
   opened(node: SinkNode, peer: string): void;
   closed(node: SinkNode): void;
+  /** Every flush, so a reader can tell an Envoy whose stats stopped arriving. */
+  heard(node: SinkNode, at: number): void;
   report(r: RuntimeFailureReport): void;
 }
 
@@ -47,7 +51,8 @@ export function addMetricsService(server: grpc.Server, sink: MetricsServiceSink,
     StreamMetrics: (call: grpc.ServerReadableStream<SinkMessage, Record<string, never>>, callback: grpc.sendUnaryData<Record<string, never>>) => {
       let node: SinkNode | undefined;
       let rejected = false;
-      const deltas = new FailureCounterDeltas();
+      const failureDeltas = new CounterDeltas(failurePlugin);
+      const watchdogDeltas = new CounterDeltas(stuckWorker);
       call.on("data", (message: SinkMessage) => {
         if (rejected) return;
         if (message.node && !node) {
@@ -62,8 +67,12 @@ export function addMetricsService(server: grpc.Server, sink: MetricsServiceSink,
           callback({ code: grpc.status.INVALID_ARGUMENT, details: "the first StreamMetricsMessage must carry identifier.node" });
           return;
         }
-        const failures = deltas.next(message.metrics.filter((m) => m.kind === "counter"));
-        if (failures.size > 0) sink.report({ node, failures, at: Date.now() });
+        const at = Date.now();
+        sink.heard(node, at);
+        const counters = message.metrics.filter((m) => m.kind === "counter");
+        const failures = failureDeltas.next(counters);
+        const stuckWorkers = watchdogDeltas.next(counters);
+        if (failures.size > 0 || stuckWorkers.size > 0) sink.report({ node, failures, stuckWorkers, at });
       });
       let done = false;
       const finish = (): void => {

@@ -37,6 +37,11 @@ export interface HealthLog {
 }
 
 const DEFAULT_SETTLE_MS = 3000;
+/** A stats stream is stalled after this many missed flushes, and at least this long. */
+const STALL_FLUSHES = 4;
+const STALL_MIN_MS = 4000;
+/** Envoy's default stats_flush_interval, assumed until two flushes show the real one. */
+const ENVOY_DEFAULT_FLUSH_MS = 5000;
 
 /** An Envoy whose stats reach the control plane (its metrics_service sink stream is open). */
 export interface StatsReporter {
@@ -44,6 +49,15 @@ export interface StatsReporter {
   cluster: string;
   peer: string;
   since: string;
+  /** When its last flush arrived. */
+  lastStatsAt: string;
+  /** Worker threads its watchdog reported stuck (mega misses), newest report last. */
+  stuckWorkers: { worker: string; megaMisses: number; lastAt: string }[];
+  /**
+   * Set while the stream is open but flushes stopped coming: Envoy flushes only after merging
+   * stats from every worker, so a stuck worker silences it (measured with a spinning filter).
+   */
+  statsStalledSince: string | null;
 }
 
 /** What the admin API reads. */
@@ -59,7 +73,7 @@ export class HealthMonitor implements HealthReader {
   /** Filters with an action being applied (state write in flight). */
   private readonly acting = new Set<string>();
   /** Open stats streams by node id + cluster, with how many (a reconnect may overlap). */
-  private readonly reporters = new Map<string, StatsReporter & { streams: number }>();
+  private readonly reporters = new Map<string, StatsReporter & { streams: number; lastStatsAtMs?: number; intervalMs?: number }>();
 
   constructor(
     private readonly deps: { registry: FilterRegistry; state: OperatorState; events: EventBus; log: HealthLog },
@@ -80,14 +94,45 @@ export class HealthMonitor implements HealthReader {
 
   /** Envoys whose stats reach the control plane now. */
   statsReporters(): StatsReporter[] {
-    return [...this.reporters.values()].map(({ streams: _streams, ...r }) => r).sort((a, b) => a.node.localeCompare(b.node));
+    return [...this.reporters.values()]
+      .map(({ streams: _streams, lastStatsAtMs: _at, intervalMs: _interval, ...r }) => r)
+      .sort((a, b) => a.node.localeCompare(b.node));
   }
 
   opened(node: { id: string; cluster: string }, peer: string): void {
     const key = `${node.id}\n${node.cluster}`;
     const r = this.reporters.get(key);
     if (r) r.streams++;
-    else this.reporters.set(key, { node: node.id, cluster: node.cluster, peer, since: new Date().toISOString(), streams: 1 });
+    else {
+      const now = new Date().toISOString();
+      this.reporters.set(key, { node: node.id, cluster: node.cluster, peer, since: now, lastStatsAt: now, stuckWorkers: [], statsStalledSince: null, streams: 1 });
+    }
+  }
+
+  heard(node: { id: string; cluster: string }, at: number): void {
+    const r = this.reporters.get(`${node.id}\n${node.cluster}`);
+    if (!r) return;
+    // The gap after a stall is the stall, not the flush interval.
+    if (r.lastStatsAtMs !== undefined && r.statsStalledSince === null) r.intervalMs = at - r.lastStatsAtMs;
+    r.lastStatsAtMs = at;
+    r.lastStatsAt = new Date(at).toISOString();
+    r.statsStalledSince = null;
+  }
+
+  /**
+   * Flags Envoys whose stats stopped while their stream stayed open, once per episode: silent
+   * for STALL_FLUSHES flush intervals (and at least STALL_MIN_MS). Called every second.
+   */
+  checkStalls(now: number = Date.now()): void {
+    for (const r of this.reporters.values()) {
+      if (r.statsStalledSince !== null || r.lastStatsAtMs === undefined) continue;
+      const silentMs = now - r.lastStatsAtMs;
+      if (silentMs < Math.max(STALL_MIN_MS, STALL_FLUSHES * (r.intervalMs ?? ENVOY_DEFAULT_FLUSH_MS))) continue;
+      r.statsStalledSince = r.lastStatsAt;
+      const filters = this.runningFilters();
+      this.deps.events.emit({ type: "health.stuck", node: r.node, signal: "stats_stalled", silentMs, filters });
+      this.deps.log.error({ node: r.node, silentMs, filters }, "Envoy stopped flushing stats while connected: a worker thread is likely stuck in a filter callback that never returns; Envoy cannot interrupt it, restart that Envoy");
+    }
   }
 
   closed(node: { id: string; cluster: string }): void {
@@ -98,6 +143,7 @@ export class HealthMonitor implements HealthReader {
 
   /** One Envoy's failure counters rose. Returns once any resulting action is persisted. */
   async report(r: RuntimeFailureReport): Promise<void> {
+    for (const [worker, count] of r.stuckWorkers ?? []) this.stuck(r.node, worker, count, r.at);
     const pending: Promise<void>[] = [];
     for (const [filter, count] of r.failures) {
       if (!this.deps.registry.get(filter)) continue; // not ours (another plugin in that Envoy)
@@ -111,6 +157,33 @@ export class HealthMonitor implements HealthReader {
       if (this.window.add(filter, count, r.at)) pending.push(this.respond(filter, r.at));
     }
     await Promise.all(pending);
+  }
+
+  /**
+   * A worker thread of that Envoy stopped returning to its event loop. Envoy cannot interrupt a
+   * Wasm callback, and a route change never reaches the stuck worker (measured), so nothing the
+   * control plane pushes helps: it alerts, naming the filters that Envoy runs, and only a
+   * restart of that Envoy recovers (or its worker watchdog's kill_timeout, if configured).
+   */
+  private runningFilters(): string[] {
+    return effectiveFilters(this.deps.registry, this.deps.state).filter((f) => f.enabled && f.sha256).map((f) => f.name);
+  }
+
+  private stuck(node: { id: string; cluster: string }, worker: string, count: number, at: number): void {
+    const filters = this.runningFilters();
+    const reporter = this.reporters.get(`${node.id}\n${node.cluster}`);
+    if (reporter) {
+      const entry = reporter.stuckWorkers.find((w) => w.worker === worker);
+      const lastAt = new Date(at).toISOString();
+      if (entry) {
+        entry.megaMisses += count;
+        entry.lastAt = lastAt;
+      } else {
+        reporter.stuckWorkers.push({ worker, megaMisses: count, lastAt });
+      }
+    }
+    this.deps.events.emit({ type: "health.stuck", node: node.id, signal: "watchdog", worker, megaMisses: count, filters });
+    this.deps.log.error({ node: node.id, worker, megaMisses: count, filters }, "Envoy worker stuck (watchdog mega miss): a filter may never return from a callback; Envoy cannot interrupt it, restart that Envoy");
   }
 
   private facts(filter: string): FilterFacts {

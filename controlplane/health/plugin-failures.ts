@@ -20,21 +20,35 @@ export function failurePlugin(statName: string): string | undefined {
 }
 
 /**
- * Turns cumulative counters of one sink stream into per-plugin increases. The stream's first
+ * The worker whose watchdog counted a mega miss (`server.worker_<n>.watchdog_mega_miss`): a
+ * worker thread that has not come back to its event loop for the watchdog's megamiss timeout,
+ * e.g. a Wasm callback spinning forever, which nothing in Envoy interrupts (isolation report).
+ */
+const STUCK_STAT = /^server\.(worker_\d+)\.watchdog_mega_miss$/;
+
+export function stuckWorker(statName: string): string | undefined {
+  return STUCK_STAT.exec(statName)?.[1];
+}
+
+/**
+ * Turns cumulative counters of one sink stream into increases per key (`keyOf` names the key
+ * of a counter it cares about: the plugin of a failure counter, the worker of a watchdog one). The stream's first
  * message is a baseline (what an Envoy counted before this control plane heard from it, e.g.
  * across a control plane restart, is not counted again). Envoy sends only counters that were
  * ever used, so one appearing in a later message rose from 0. A counter that went down (a sink
  * set to report deltas) counts its new value as the increase.
  */
-export class FailureCounterDeltas {
+export class CounterDeltas {
   private readonly last = new Map<string, number>();
   private baselined = false;
 
-  /** Per plugin, how much its failure counters rose since the previous message (0s left out). */
+  constructor(private readonly keyOf: (statName: string) => string | undefined = failurePlugin) {}
+
+  /** Per key, how much its counters rose since the previous message (0s left out). */
   next(counters: Iterable<{ name: string; value: number }>): Map<string, number> {
     const out = new Map<string, number>();
     for (const { name, value } of counters) {
-      const plugin = failurePlugin(name);
+      const plugin = this.keyOf(name);
       if (plugin === undefined || !Number.isFinite(value)) continue;
       const before = this.last.get(name) ?? (this.baselined ? 0 : undefined);
       this.last.set(name, value);

@@ -112,6 +112,7 @@ describe("isolation: misbehaving filters beside a good one, real Envoy", { timeo
     assert.ok(r.envoyAlive, `process alive and admin /ready LIVE during the spin: ${says(r)}`);
     assert.match(r.readyDuring, /LIVE/);
     assert.ok(r.other.length > 0 && r.other.every((o) => o === "timeout"), `ordinary requests on the stuck worker get no answer: ${says(r)}`);
+    assert.match(r.controlPlane, /stats stream went silent -> stuck-worker alert/, `the control plane alerts: ${says(r)}`);
     assert.notEqual(r.recovery.ms, null, `a restarted Envoy serves again: ${says(r)}`);
     assert.ok(stack.envoy.running);
   });

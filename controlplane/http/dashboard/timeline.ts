@@ -169,6 +169,7 @@ export function describe(e: TimelineEvent): { kind: "good" | "bad" | "info"; tex
     case "module.served": return { kind: "info", text: `${e.node}: downloaded module ${sha(e.sha256)} (${e.bytes} bytes)` };
     case "health.failures": return { kind: "bad", text: `${e.node}: ${e.filter}'s VM crashed ${e.count === 1 ? "once" : `${e.count} times`} (${e.total} in the window)` };
     case "health.action": return { kind: "bad", text: `${e.filter}: ${e.action === "disabled" ? "disabled" : `rolled back to ${sha(e.sha256 ?? "")}`} automatically: ${e.reason}` };
+    case "health.stuck": return { kind: "bad", text: `${e.node}: ${e.signal === "watchdog" ? `${e.worker ?? "a worker"} stuck (Envoy's watchdog)` : `no stats for ${Math.round((e.silentMs ?? 0) / 1000)} s while connected: a worker is stuck`}; a filter may never return from a callback (${e.filters.join(", ") || "no filters"}); only a restart of that Envoy helps` };
     case TRUNCATED: return { kind: "info", text: `${e.lost} earlier event${e.lost === 1 ? " is" : "s are"} no longer held by the server` };
     default: return { kind: "info", text: JSON.stringify(e) };
   }

@@ -14,11 +14,12 @@ describe("MetricsService", () => {
   const reports: RuntimeFailureReport[] = [];
   const opened: SinkNode[] = [];
   const closed: SinkNode[] = [];
+  const heard: string[] = [];
   const quiet = { info: () => undefined, warn: () => undefined };
 
   before(async () => {
     server = new grpc.Server();
-    addMetricsService(server, { opened: (n) => opened.push(n), closed: (n) => closed.push(n), report: (r) => reports.push(r) }, quiet);
+    addMetricsService(server, { opened: (n) => opened.push(n), closed: (n) => closed.push(n), heard: (n) => heard.push(n.id), report: (r) => reports.push(r) }, quiet);
     const port = await listenXds(server, "127.0.0.1", 0);
     client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   });
@@ -42,9 +43,23 @@ describe("MetricsService", () => {
     await waitFor(() => reports.length === 1, { what: "one report", timeoutMs: 5000 });
     assert.deepEqual(reports[0]?.node, node);
     assert.deepEqual(reports[0]?.failures, new Map([["f", 3], ["g", 2]]));
+    assert.deepEqual(reports[0]?.stuckWorkers, new Map());
+    assert.deepEqual(heard, ["envoy-7", "envoy-7"], "every flush is heard, with or without failures");
     assert.deepEqual(opened, [node]);
     assert.equal(await s.end(), null, "the stream ends with an empty response");
     await waitFor(() => closed.length === 1, { what: "closed", timeoutMs: 5000 });
+  });
+
+  test("a worker watchdog's mega miss is reported as a stuck worker", async () => {
+    const s = stream();
+    const node = { id: "envoy-8", cluster: "edge" };
+    const before = reports.length;
+    s.write({ node, metrics: [{ name: "server.worker_0.watchdog_mega_miss", kind: "counter", value: 0 }, { name: "server.worker_1.watchdog_mega_miss", kind: "counter", value: 2 }] });
+    s.write({ metrics: [{ name: "server.worker_0.watchdog_mega_miss", kind: "counter", value: 1 }, { name: "server.worker_1.watchdog_mega_miss", kind: "counter", value: 2 }, { name: "workers.watchdog_mega_miss", kind: "counter", value: 3 }] });
+    await waitFor(() => reports.length === before + 1, { what: "one report", timeoutMs: 5000 });
+    assert.deepEqual(reports[before]?.stuckWorkers, new Map([["worker_0", 1]]), "only the rise, per worker; the aggregate is not a worker");
+    assert.deepEqual(reports[before]?.failures, new Map());
+    assert.equal(await s.end(), null);
   });
 
   test("a stream whose first message has no node is refused", async () => {

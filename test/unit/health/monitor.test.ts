@@ -41,6 +41,55 @@ describe("HealthMonitor", () => {
     return { registry, state, events, monitor, file, warnings };
   }
 
+  test("a stuck worker is an alert only: event, error log, reporter record; no state change", async () => {
+    const registry = new FilterRegistry();
+    const state = new OperatorState(path.join(dir, `state-${n++}.json`));
+    await state.load();
+    const events = new EventBus();
+    const errors: object[] = [];
+    const monitor = new HealthMonitor({ registry, state, events, log: { ...quietLog, error: (o) => errors.push(o) } }, { threshold: 3, windowMs: 60_000 });
+    build(registry, "spin", "v1");
+    monitor.opened(node, "ipv4:127.0.0.1:1");
+    const at = Date.now();
+    monitor.heard(node, at);
+    await monitor.report({ node, failures: new Map(), stuckWorkers: new Map([["worker_0", 1]]), at });
+    const [reporter] = monitor.statsReporters();
+    assert.equal(reporter?.lastStatsAt, new Date(at).toISOString());
+    assert.deepEqual(reporter?.stuckWorkers, [{ worker: "worker_0", megaMisses: 1, lastAt: new Date(at).toISOString() }]);
+    const stuck = events.since().filter((e) => e.type === "health.stuck");
+    assert.equal(stuck.length, 1);
+    assert.deepEqual(stuck[0]?.type === "health.stuck" ? [stuck[0].signal, stuck[0].worker, stuck[0].filters] : [], ["watchdog", "worker_0", ["spin"]]);
+    assert.equal(errors.length, 1);
+    assert.deepEqual(state.choice("spin"), {}, "disabling cannot reach a stuck worker: nothing is changed");
+  });
+
+  test("stats that stop flushing on an open stream raise one stuck alert per episode", async () => {
+    const registry = new FilterRegistry();
+    const state = new OperatorState(path.join(dir, `state-${n++}.json`));
+    await state.load();
+    const events = new EventBus();
+    const monitor = new HealthMonitor({ registry, state, events, log: quietLog }, { threshold: 3, windowMs: 60_000 });
+    build(registry, "spin", "v1");
+    monitor.opened(node, "ipv4:127.0.0.1:1");
+    const t = 1_000_000;
+    for (const dt of [0, 1000, 2000]) monitor.heard(node, t + dt);
+    const stuck = () => events.since().filter((e) => e.type === "health.stuck");
+    monitor.checkStalls(t + 2000 + 3900);
+    assert.equal(stuck().length, 0, "4 missed 1 s flushes and at least 4 s: not yet");
+    monitor.checkStalls(t + 2000 + 4100);
+    assert.equal(stuck().length, 1);
+    const e = stuck()[0];
+    assert.deepEqual(e?.type === "health.stuck" ? [e.signal, e.silentMs, e.filters] : [], ["stats_stalled", 4100, ["spin"]]);
+    assert.equal(monitor.statsReporters()[0]?.statsStalledSince, new Date(t + 2000).toISOString());
+    monitor.checkStalls(t + 2000 + 9000);
+    assert.equal(stuck().length, 1, "one alert per episode");
+    monitor.heard(node, t + 20_000);
+    assert.equal(monitor.statsReporters()[0]?.statsStalledSince, null, "flushing again clears it");
+    monitor.heard(node, t + 21_000);
+    monitor.checkStalls(t + 21_000 + 4100);
+    assert.equal(stuck().length, 2, "a new episode alerts again; the stall was not taken as the flush interval");
+  });
+
   test("a filter with one module is disabled after N failures, through persisted operator state", async () => {
     const { registry, state, events, monitor, file, warnings } = await setup();
     build(registry, "f", "v1");
