@@ -1,9 +1,9 @@
 /**
  * Polls the control plane's admin API during a reload run and timestamps what changes:
  * per xDS type of one Envoy, the sent and ACKed versions (and NACKs) from GET /api/clients, and
- * per filter the module (sha256, builtAt, buildMs) from GET /api/filters. The API has no
- * timestamps of its own for sent/ACK, so those times are "first poll that saw it": up to one
- * poll interval (plus one API round trip) late.
+ * per filter the module (sha256, builtAt, buildMs) from GET /api/filters. Sent and ACK times
+ * are the control plane's own (sentAt, ackedAt); NACKs carry theirs too. Only an intermediate
+ * version replaced between two polls goes unseen.
  */
 import http from "node:http";
 import { httpRequest } from "../../test/support/http.ts";
@@ -27,7 +27,7 @@ export interface FilterEvent {
 
 interface ClientJson {
   node: { id: string };
-  types: Record<string, { short: string; sentVersion: string | null; ackedVersion: string | null; lastNack: { at: string; version: string } | null }>;
+  types: Record<string, { short: string; sentVersion: string | null; sentAt: string | null; ackedVersion: string | null; ackedAt: string | null; lastNack: { at: string; version: string } | null }>;
 }
 
 interface FilterJson {
@@ -87,9 +87,9 @@ export class CpWatch {
     this.polls++;
     const client = clients.find((c) => c.node.id === this.nodeId);
     for (const t of Object.values(client?.types ?? {})) {
-      this.note(at, t.short, "sent", t.sentVersion);
-      this.note(at, t.short, "acked", t.ackedVersion);
-      if (t.lastNack) this.note(at, t.short, "nack", `${t.lastNack.version}@${t.lastNack.at}`);
+      this.note(stamp(t.sentAt, at), t.short, "sent", t.sentVersion);
+      this.note(stamp(t.ackedAt, at), t.short, "acked", t.ackedVersion);
+      if (t.lastNack) this.note(stamp(t.lastNack.at, at), t.short, "nack", `${t.lastNack.version}@${t.lastNack.at}`);
     }
     for (const f of filters) {
       const key = `${f.sha256}|${f.status}|${f.builtAt}`;
@@ -109,4 +109,10 @@ export class CpWatch {
     this.lastType.set(key, version);
     this.typeEvents.push({ at, type, kind, version });
   }
+}
+
+/** The control plane's own timestamp when it gave one, else when the poll saw the change. */
+function stamp(iso: string | null | undefined, polledAt: number): number {
+  const t = iso ? Date.parse(iso) : NaN;
+  return Number.isFinite(t) ? t : polledAt;
 }

@@ -253,7 +253,7 @@ export function writeReport(outDir: string, results: BenchResults): string {
       "",
       "Reload window: [action, max(action + 1 s, first new response + 250 ms)). Failed = non-2xx or no response, on the load",
       "and on a probe that opens a fresh connection every 50 ms. Times in ms; median (min..max) over the actions; [n/m] = seen",
-      "for n of m actions. sent/ACK times are when a 20 ms poll of GET /api/clients first saw them.",
+      "for n of m actions. sent/ACK times are the control plane's own (GET /api/clients sentAt/ackedAt, polled every 20 ms).",
       "",
       markdownTable(reloadT),
       "",

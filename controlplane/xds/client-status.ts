@@ -16,7 +16,11 @@ export interface TypeStatus {
   resourceNames: string[];
   sentVersion?: string;
   sentNonce?: string;
+  /** When sentVersion went out (ISO 8601). */
+  sentAt?: string;
   ackedVersion?: string;
+  /** When Envoy's ACK of ackedVersion arrived (ISO 8601). */
+  ackedAt?: string;
   /** Per resource, the version this Envoy ACKed (so the API can say which module it runs). */
   ackedResources?: Record<string, string>;
   lastNack?: NackRecord;
@@ -64,10 +68,14 @@ export class ClientRegistry {
   }
 
   pushed(client: ClientStatus, typeUrl: string, version: string, nonce: string, resources: string[]): void {
+    const t = client.types.get(typeUrl);
+    if (t) t.sentAt = new Date().toISOString();
     this.events?.emit({ type: "xds.pushed", node: client.nodeId, stream: client.streamId, typeUrl, version, nonce, resources });
   }
 
   acked(client: ClientStatus, typeUrl: string, version: string): void {
+    const t = client.types.get(typeUrl);
+    if (t) t.ackedAt = new Date().toISOString();
     this.events?.emit({ type: "xds.acked", node: client.nodeId, stream: client.streamId, typeUrl, version });
   }
 
@@ -100,7 +108,9 @@ function typeView(t: TypeStatus, streamId: number): Record<string, unknown> {
     stream: streamId,
     resourceNames: t.resourceNames,
     sentVersion: t.sentVersion ?? null,
+    sentAt: t.sentAt ?? null,
     ackedVersion: t.ackedVersion ?? null,
+    ackedAt: t.ackedAt ?? null,
     ackedResources: t.ackedResources ?? {},
     lastNack: t.lastNack ?? null,
   };

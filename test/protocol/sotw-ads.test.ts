@@ -60,6 +60,7 @@ describe("SotW over ADS", () => {
     const st = await h.typeStatus("ack", CLUSTER, (x) => x.ackedVersion !== undefined, "the CDS ACK");
     assert.equal(st.ackedVersion, r.version_info);
     assert.equal(st.sentVersion, r.version_info);
+    assert.ok(st.sentAt && st.ackedAt && Date.parse(st.sentAt) <= Date.parse(st.ackedAt), `sent ${st.sentAt} <= ACKed ${st.ackedAt}`);
     assert.equal(h.clients.list().length, 1);
     assert.equal(h.clients.list()[0]!.nodeCluster, "wasm-xds");
   });
