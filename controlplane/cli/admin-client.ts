@@ -1,19 +1,14 @@
 // The admin API as the CLI uses it: CP_ADMIN_URL, an optional CP_ADMIN_TOKEN, and errors that
 // carry the API's own reason.
 
+import type { FilterView } from "../http/api-view.ts";
 import { CliError, UsageError } from "./errors.ts";
 
 export const DEFAULT_ADMIN_URL = "http://127.0.0.1:19000";
 const TIMEOUT_MS = 10_000;
 
-export interface FilterInfo {
-  name: string;
-  enabled: boolean;
-  order: number;
-  sha256: string | null;
-  status: "ok" | "building" | "error";
-  error?: string;
-}
+/** A filter as GET /api/filters lists it. */
+export type FilterInfo = FilterView;
 
 export class AdminClient {
   readonly baseUrl: URL;
@@ -33,7 +28,7 @@ export class AdminClient {
     return this.request<FilterInfo[]>("GET", "/api/filters");
   }
 
-  setFailPolicy(name: string, failPolicy: string): Promise<FilterInfo & { failPolicy: string }> {
+  setFailPolicy(name: string, failPolicy: string): Promise<FilterInfo> {
     return this.request("PUT", `/api/filters/${encodeURIComponent(name)}/fail-policy`, { failPolicy });
   }
 

@@ -100,7 +100,7 @@ export class HealthMonitor implements HealthReader {
   }
 
   opened(node: { id: string; cluster: string }, peer: string): void {
-    const key = `${node.id}\n${node.cluster}`;
+    const key = reporterKey(node);
     const r = this.reporters.get(key);
     if (r) r.streams++;
     else {
@@ -110,7 +110,7 @@ export class HealthMonitor implements HealthReader {
   }
 
   heard(node: { id: string; cluster: string }, at: number): void {
-    const r = this.reporters.get(`${node.id}\n${node.cluster}`);
+    const r = this.reporters.get(reporterKey(node));
     if (!r) return;
     // The gap after a stall is the stall, not the flush interval.
     if (r.lastStatsAtMs !== undefined && r.statsStalledSince === null) r.intervalMs = at - r.lastStatsAtMs;
@@ -136,7 +136,7 @@ export class HealthMonitor implements HealthReader {
   }
 
   closed(node: { id: string; cluster: string }): void {
-    const key = `${node.id}\n${node.cluster}`;
+    const key = reporterKey(node);
     const r = this.reporters.get(key);
     if (r && --r.streams <= 0) this.reporters.delete(key);
   }
@@ -171,7 +171,7 @@ export class HealthMonitor implements HealthReader {
 
   private stuck(node: { id: string; cluster: string }, worker: string, count: number, at: number): void {
     const filters = this.runningFilters();
-    const reporter = this.reporters.get(`${node.id}\n${node.cluster}`);
+    const reporter = this.reporters.get(reporterKey(node));
     if (reporter) {
       const entry = reporter.stuckWorkers.find((w) => w.worker === worker);
       const lastAt = new Date(at).toISOString();
@@ -224,4 +224,9 @@ export class HealthMonitor implements HealthReader {
       this.acting.delete(filter);
     }
   }
+}
+
+/** Streams are tracked per Envoy: node id and cluster. */
+function reporterKey(node: { id: string; cluster: string }): string {
+  return `${node.id}\n${node.cluster}`;
 }

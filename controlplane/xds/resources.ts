@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import net from "node:net";
 import { defaultCapabilities } from "../build/capabilities.ts";
+import { DEFAULT_FAIL_POLICY } from "../registry/effective.ts";
 import type { ResourceObject } from "./codec.ts";
 import { CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, TYPE_PREFIX } from "./type-urls.ts";
 
@@ -33,7 +34,7 @@ export interface FilterResourceSpec {
   rootId: string;
   enabled: boolean;
   configuration?: string;
-  /** What Envoy does when the filter's VM cannot run or has crashed (default "reload"). */
+  /** What Envoy does when the filter's VM cannot run or has crashed (default DEFAULT_FAIL_POLICY). */
   failurePolicy?: FailurePolicyName;
   /**
    * The `allowed_capabilities` keys (capabilities.ts). Absent: the base set plus every
@@ -125,11 +126,15 @@ export function buildResources(inputs: ResourceInputs): ResourceSet {
   set.set(ENDPOINT, new Map(upstreams.filter(({ target }) => net.isIP(target.host)).map(({ name, target }) => [name, loadAssignment(name, target)])));
   set.set(LISTENER, new Map([[LISTENER_NAME, bySource((source) => listener(inputs, source))]]));
   set.set(ROUTE, byName([routeConfiguration(inputs.filters)]));
-  set.set(EXTENSION_CONFIG, new Map(inputs.filters.map((f) => [f.name, {
-    canonical: extensionConfig(f, inputs.moduleServer, CANONICAL_VARIANT, inputs.moduleTls !== undefined),
-    key: (v: DeliveryVariant) => `${v.nodeId}\n${v.nackOnCacheMiss}\n${v.afterFetch === true}`,
-    render: (v: DeliveryVariant) => extensionConfig(f, inputs.moduleServer, v, inputs.moduleTls !== undefined),
-  }])));
+  set.set(EXTENSION_CONFIG, new Map(inputs.filters.map((f) => {
+    // Per filter, not per Envoy: a push renders this for every Envoy that runs the filter.
+    const vm = vmIdentity(f);
+    return [f.name, {
+      canonical: extensionConfig(f, vm, inputs.moduleServer, CANONICAL_VARIANT, inputs.moduleTls !== undefined),
+      key: (v: DeliveryVariant) => `${v.nodeId}\n${v.nackOnCacheMiss}\n${v.afterFetch === true}`,
+      render: (v: DeliveryVariant) => extensionConfig(f, vm, inputs.moduleServer, v, inputs.moduleTls !== undefined),
+    }];
+  })));
   return set;
 }
 
@@ -239,13 +244,23 @@ function routeConfiguration(filters: readonly FilterResourceSpec[]): ResourceObj
   return { name: ROUTE_NAME, virtual_hosts: [virtualHost] };
 }
 
-function extensionConfig(filter: FilterResourceSpec, moduleServer: HostPort, variant: DeliveryVariant, https: boolean): ResourceObject {
+/** The granted capabilities (sorted, never empty) and the vm_id derived from them. */
+interface VmIdentity {
+  allowed: readonly string[];
+  vmId: string;
+}
+
+function vmIdentity(filter: FilterResourceSpec): VmIdentity {
   const allowed = filter.allowedCapabilities && filter.allowedCapabilities.length > 0 ? [...filter.allowedCapabilities].sort() : defaultCapabilities();
+  return { allowed, vmId: vmId(filter.name, allowed) };
+}
+
+function extensionConfig(filter: FilterResourceSpec, { allowed, vmId }: VmIdentity, moduleServer: HostPort, variant: DeliveryVariant, https: boolean): ResourceObject {
   const pluginConfig: ResourceObject = {
     name: filter.name,
     root_id: filter.rootId,
     vm_config: {
-      vm_id: vmId(filter.name, allowed),
+      vm_id: vmId,
       runtime: "envoy.wasm.runtime.v8",
       nack_on_code_cache_miss: variant.nackOnCacheMiss,
       code: {
@@ -262,7 +277,7 @@ function extensionConfig(filter: FilterResourceSpec, moduleServer: HostPort, var
   }
   // failure_policy replaces the deprecated fail_open; Envoy rejects a config with both. Always
   // explicit, so Envoy's config_dump shows what applies.
-  pluginConfig.failure_policy = FAILURE_POLICY[filter.failurePolicy ?? "reload"];
+  pluginConfig.failure_policy = FAILURE_POLICY[filter.failurePolicy ?? DEFAULT_FAIL_POLICY];
   // Never empty: an empty map means "everything allowed" to proxy-wasm.
   pluginConfig.capability_restriction_config = { allowed_capabilities: Object.fromEntries(allowed.map((c) => [c, {}])) };
   return {

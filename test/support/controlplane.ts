@@ -30,21 +30,8 @@ export interface ControlPlaneOptions {
   env?: Record<string, string>;
 }
 
-export interface FilterView {
-  name: string;
-  enabled: boolean;
-  order: number;
-  sha256: string | null;
-  status: "ok" | "building" | "error";
-  error?: string;
-  builtAt?: string;
-  buildMs?: number;
-  failPolicy?: "open" | "closed" | "reload";
-  /** Granted capabilities and imports Envoy will deny (controlplane/build/capabilities.ts). */
-  capabilities?: { declared: string[]; granted: string[]; undeclaredImports: { import: string; group?: string }[] };
-  /** Runtime failures Envoys reported and the last automatic response (controlplane/health). */
-  health?: { runtimeFailures: number; lastFailureAt: string | null; action: "rolled_back" | "disabled" | null; reason: string | null; actedAt: string | null };
-}
+import type { FilterView } from "../../controlplane/http/api-view.ts";
+export type { FilterView };
 
 export interface ControlPlaneProcess {
   readonly adminUrl: string;

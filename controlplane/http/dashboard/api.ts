@@ -3,23 +3,8 @@
 
 const TOKEN_KEY = "wasm-xds.admin-token";
 
-export interface FilterView {
-  name: string;
-  enabled: boolean;
-  order: number;
-  sha256: string | null;
-  status: "ok" | "building" | "error";
-  error?: string;
-  builtAt?: string;
-  buildMs?: number;
-  size?: number;
-  failPolicy?: "open" | "closed" | "reload";
-  capabilities?: { declared: string[]; granted: string[]; undeclaredImports: { import: string; group?: string }[] };
-  targets?: { clusters?: string[]; nodes?: string[] } | null;
-  pinnedSha256?: string | null;
-  /** Runtime failures seen in Envoy's stats and what the control plane did (controlplane/health). */
-  health?: { runtimeFailures: number; action: "rolled_back" | "disabled" | null; reason: string | null; actedAt: string | null };
-}
+import type { FilterView } from "../api-view.ts";
+export type { FilterView };
 
 export interface TypeView {
   short: string;

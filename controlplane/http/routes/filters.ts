@@ -6,6 +6,7 @@ import { effectiveFilters, type EffectiveFilter } from "../../registry/effective
 import type { FilterChoice } from "../../state/operator-state.ts";
 import { EXTENSION_CONFIG } from "../../xds/type-urls.ts";
 import type { AdminDeps } from "../admin-deps.ts";
+import type { FilterView } from "../api-view.ts";
 
 const NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$";
 const SHA_PATTERN = "^[0-9a-f]{64}$";
@@ -69,8 +70,8 @@ const detailSchema = {
 const responses = (ok: object) => ({ 200: ok, 400: errorSchema, 404: errorSchema });
 
 /** The API shape of a filter: what it is, whether and how Envoy runs it, how its build went. */
-export function filterView(f: EffectiveFilter): Record<string, unknown> {
-  const out: Record<string, unknown> = {
+export function filterView(f: EffectiveFilter): FilterView {
+  const out: FilterView = {
     name: f.name,
     enabled: f.enabled,
     order: f.order,
@@ -96,7 +97,7 @@ export function filterView(f: EffectiveFilter): Record<string, unknown> {
  */
 export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promise<void> {
   // The filter view plus its runtime health record, when the health monitor runs.
-  const view = (f: EffectiveFilter): Record<string, unknown> => (deps.health ? { ...filterView(f), health: deps.health.health(f.name) } : filterView(f));
+  const view = (f: EffectiveFilter): FilterView => (deps.health ? { ...filterView(f), health: deps.health.health(f.name) } : filterView(f));
   const find = (name: string) => effectiveFilters(deps.registry, deps.state).find((f) => f.name === name);
   const notFound = (reply: FastifyReply, name: string) => reply.code(404).send({ error: `no filter named ${JSON.stringify(name)}` });
   const change = async (name: string, reply: FastifyReply, choice: FilterChoice, what: Record<string, unknown>) => {

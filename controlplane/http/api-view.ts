@@ -1,0 +1,27 @@
+// JSON shapes the admin API answers with, shared by the server (routes), its clients (the
+// dashboard, the CLI) and the tests. Type-only: nothing here runs, so the browser bundle can
+// import it too.
+import type { ModuleCapabilities } from "../build/capabilities.ts";
+import type { FilterHealth } from "../health/monitor.ts";
+import type { BuildStatus } from "../registry/filter-registry.ts";
+import type { FailPolicy, Targets } from "../state/operator-state.ts";
+
+/** One entry of GET /api/filters (and the base of GET /api/filters/:name). */
+export interface FilterView {
+  name: string;
+  enabled: boolean;
+  order: number;
+  sha256: string | null;
+  status: BuildStatus;
+  configuration: string | null;
+  failPolicy: FailPolicy;
+  targets: Targets | null;
+  pinnedSha256: string | null;
+  error?: string;
+  builtAt?: string;
+  buildMs?: number;
+  size?: number;
+  capabilities?: ModuleCapabilities;
+  /** Present when the health monitor runs (controlplane/health). */
+  health?: FilterHealth;
+}
