@@ -23,20 +23,65 @@ export type SnapshotListener = () => void;
 
 /** Resource versions kept per resource, so a rejected one can fall back to an older good one. */
 const HISTORY_PER_RESOURCE = 8;
+/** Rejected versions remembered per node group (oldest forgotten first): bounded whatever NACKs arrive. */
+const REJECTIONS_PER_GROUP = 1024;
 
 /**
- * Holds the newest snapshot of every node group between the producer (registry + state) and the
- * xDS streams, the way go-control-plane separates its cache from its server: producers only set
- * snapshots, streams only read theirs (by node) and watch. It also remembers recent versions of
- * each resource and which versions some Envoy rejected, so a new Envoy is never handed a
- * version another one already NACKed.
+ * What NACKs and ACKs of one node group taught: which resource versions an Envoy of the group
+ * rejected, and, per resource, the versions one of them accepted (newest last). Kept apart from
+ * the snapshot history so that no amount of later changes can forget the last good version.
  */
+class GroupVerdicts {
+  private readonly rejected = new Set<string>();
+  private readonly accepted = new Map<string, EncodedResource[]>();
+
+  reject(typeUrl: string, name: string, version: string): void {
+    const key = `${typeUrl}\n${name}\n${version}`;
+    this.rejected.delete(key);
+    this.rejected.add(key);
+    if (this.rejected.size > REJECTIONS_PER_GROUP) this.rejected.delete(this.rejected.values().next().value!);
+  }
+
+  isRejected(typeUrl: string, name: string, version: string): boolean {
+    return this.rejected.has(`${typeUrl}\n${name}\n${version}`);
+  }
+
+  accept(typeUrl: string, resource: EncodedResource): void {
+    const key = `${typeUrl}\n${resource.name}`;
+    const versions = (this.accepted.get(key) ?? []).filter((r) => r.version !== resource.version);
+    versions.push(resource);
+    this.accepted.set(key, versions.slice(-HISTORY_PER_RESOURCE));
+  }
+
+  newestAccepted(typeUrl: string, name: string): EncodedResource | undefined {
+    const versions = this.accepted.get(`${typeUrl}\n${name}`) ?? [];
+    for (let i = versions.length - 1; i >= 0; i--) {
+      if (!this.isRejected(typeUrl, name, versions[i]!.version)) return versions[i];
+    }
+    return undefined;
+  }
+}
+
+/**
+ * The NACK policy, as one stream sees it (README "What a NACK changes"). Envoys of one node
+ * group are sent identical resources, so a version one authenticated Envoy of the group rejected
+ * is withheld from the others of that group that ask later; they get the newest version an Envoy
+ * of the same group accepted instead, or, when there is none, the current one: never nothing,
+ * since a resource left out of a SotW response means "delete it". Other groups are untouched.
+ */
+export interface RejectionView {
+  accept(typeUrl: string, name: string, version: string): void;
+  reject(typeUrl: string, name: string, version: string): void;
+  isRejected(typeUrl: string, name: string, version: string): boolean;
+  /** What to send in place of a rejected version, if anything better is known. */
+  newestAccepted(typeUrl: string, name: string): EncodedResource | undefined;
+}
+
 export class SnapshotCache {
   private readonly byGroup = new Map<string, Snapshot>();
   private readonly listeners = new Set<SnapshotListener>();
   private readonly history = new Map<string, EncodedResource[]>();
-  private readonly rejected = new Set<string>();
-  private readonly accepted = new Set<string>();
+  private readonly verdicts = new Map<string, GroupVerdicts>();
   private policy: GroupPolicy | undefined;
 
   setPolicy(policy: GroupPolicy): void {
@@ -105,32 +150,24 @@ export class SnapshotCache {
     return () => this.listeners.delete(listener);
   }
 
-  /** Some Envoy rejected this version of this resource. */
-  reject(typeUrl: string, name: string, version: string): void {
-    this.rejected.add(`${typeUrl}\n${name}\n${version}`);
-  }
-
-  /** Some Envoy ACKed this version of this resource. */
-  accept(typeUrl: string, name: string, version: string): void {
-    this.accepted.add(`${typeUrl}\n${name}\n${version}`);
-  }
-
-  isRejected(typeUrl: string, name: string, version: string): boolean {
-    return this.rejected.has(`${typeUrl}\n${name}\n${version}`);
-  }
-
-  /**
-   * The newest remembered version of a resource that some Envoy ACKed and none rejected, if any:
-   * a fallback known to work, never a combination nobody ran.
-   */
-  newestAccepted(typeUrl: string, name: string): EncodedResource | undefined {
-    const versions = this.history.get(`${typeUrl}\n${name}`) ?? [];
-    for (let i = versions.length - 1; i >= 0; i--) {
-      const r = versions[i]!;
-      const key = `${typeUrl}\n${name}\n${r.version}`;
-      if (this.accepted.has(key) && !this.rejected.has(key)) return r;
-    }
-    return undefined;
+  /** The NACK policy for a stream whose Envoy is in `group()` (read at each call: targeting moves nodes). */
+  rejectionsFor(group: () => string): RejectionView {
+    const of = (): GroupVerdicts => {
+      const g = group();
+      let v = this.verdicts.get(g);
+      if (!v) this.verdicts.set(g, (v = new GroupVerdicts()));
+      return v;
+    };
+    return {
+      reject: (typeUrl, name, version) => of().reject(typeUrl, name, version),
+      isRejected: (typeUrl, name, version) => this.verdicts.get(group())?.isRejected(typeUrl, name, version) ?? false,
+      accept: (typeUrl, name, version) => {
+        // What an Envoy ACKs was sent moments ago, so the history still holds it.
+        const resource = this.resourceAt(typeUrl, name, version);
+        if (resource) of().accept(typeUrl, resource);
+      },
+      newestAccepted: (typeUrl, name) => this.verdicts.get(group())?.newestAccepted(typeUrl, name),
+    };
   }
 
   /** A remembered resource by its version (what an Envoy ACKed may be older than the snapshot). */

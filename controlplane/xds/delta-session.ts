@@ -1,7 +1,9 @@
 import type { TypeStatus } from "./client-status.ts";
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from "./discovery-types.ts";
 import { EcdsDelivery, type EcdsSent } from "./ecds-delivery.ts";
-import { SessionBase, type SessionDeps } from "./session-common.ts";
+import {
+  checkResourceNames, MAX_NAMES_PER_REQUEST, ProtocolError, RESOURCE_EXHAUSTED, SessionBase, type SessionDeps,
+} from "./session-common.ts";
 import type { EncodedResource, Snapshot } from "./snapshot.ts";
 import { CLUSTER, EXTENSION_CONFIG, LISTENER, PUSH_ORDER } from "./type-urls.ts";
 
@@ -68,6 +70,9 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
     this.checkNonce(req.response_nonce);
     const subscribe = req.resource_names_subscribe ?? [];
     const unsubscribe = req.resource_names_unsubscribe ?? [];
+    checkResourceNames(subscribe, "resource_names_subscribe");
+    checkResourceNames(unsubscribe, "resource_names_unsubscribe");
+    checkResourceNames(Object.keys(req.initial_resource_versions ?? {}), "initial_resource_versions");
     let sub = this.subscriptions.get(typeUrl);
     if (!sub) {
       const status: TypeStatus = { typeUrl, resourceNames: [] };
@@ -88,6 +93,9 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
     for (const n of subscribe) {
       if (n === WILDCARD) sub.wildcard = true;
       else sub.names.add(n);
+    }
+    if (sub.names.size > MAX_NAMES_PER_REQUEST) {
+      throw new ProtocolError(RESOURCE_EXHAUSTED, `subscribed to ${sub.names.size} resources of one type (at most ${MAX_NAMES_PER_REQUEST})`);
     }
     for (const n of unsubscribe) {
       if (n === WILDCARD) {

@@ -1,6 +1,7 @@
 import type { FetchTracker } from "../registry/fetch-tracker.ts";
 import type { ClientRegistry, ClientStatus, NackRecord, TypeStatus } from "./client-status.ts";
 import type { EnvoyNode } from "./discovery-types.ts";
+import type { RejectionView } from "./cache.ts";
 import type { ConfigSourceKind, DeliveryVariant } from "./resources.ts";
 import { changedTypes, type EncodedResource, type Snapshot } from "./snapshot.ts";
 import { shortName } from "./type-urls.ts";
@@ -13,6 +14,26 @@ export class ProtocolError extends Error {
 }
 
 export const INVALID_ARGUMENT = 3;
+export const RESOURCE_EXHAUSTED = 8;
+
+/**
+ * Bounds on what one request may name. An Envoy names one resource per filter, route table or
+ * cluster it uses: tens, rarely thousands. A request beyond these is not an Envoy's.
+ */
+export const MAX_NAMES_PER_REQUEST = 10_000;
+export const MAX_NAME_LENGTH = 1024;
+
+/** Throws (the stream is closed) when a request names more, or longer, resources than any Envoy would. */
+export function checkResourceNames(names: readonly string[], what = "resource_names"): void {
+  if (names.length > MAX_NAMES_PER_REQUEST) {
+    throw new ProtocolError(RESOURCE_EXHAUSTED, `${what} names ${names.length} resources (at most ${MAX_NAMES_PER_REQUEST})`);
+  }
+  for (const n of names) {
+    if (n.length > MAX_NAME_LENGTH) {
+      throw new ProtocolError(RESOURCE_EXHAUSTED, `${what} has a name of ${n.length} characters (at most ${MAX_NAME_LENGTH})`);
+    }
+  }
+}
 
 export interface SessionLog {
   info(obj: object, msg: string): void;
@@ -33,15 +54,8 @@ export interface SessionDeps<Response> {
   source: ConfigSourceKind;
   /** Override of CACHE_MISS_GRACE_MS (tests). */
   cacheMissGraceMs?: number;
-  /** Versions some Envoy rejected, shared by all streams (the cache); none in pure unit tests. */
+  /** The NACK policy of this stream's node group (the cache's); none in pure unit tests. */
   rejections?: RejectionView;
-}
-
-export interface RejectionView {
-  accept(typeUrl: string, name: string, version: string): void;
-  reject(typeUrl: string, name: string, version: string): void;
-  isRejected(typeUrl: string, name: string, version: string): boolean;
-  newestAccepted(typeUrl: string, name: string): EncodedResource | undefined;
 }
 
 export interface ResourceVersion {
@@ -118,22 +132,15 @@ export abstract class SessionBase<Response> {
   }
 
   /**
-   * The resources to send: a version some Envoy rejected is replaced by the newest version of
-   * that resource nobody rejected (or left out if there is none), so one bad module reaches no
-   * Envoy that connects after the rejection.
+   * The resources to send: a version an Envoy of this node group rejected is replaced by the
+   * newest version of that resource an Envoy of the group accepted and none rejected. With no
+   * such version the current one goes out: a resource is never left out, since SotW reads a
+   * missing listener or cluster as "delete it" (cache.ts, RejectionView).
    */
   protected pick(typeUrl: string, resources: readonly EncodedResource[]): EncodedResource[] {
     const rej = this.deps.rejections;
     if (!rej) return [...resources];
-    const out: EncodedResource[] = [];
-    for (const r of resources) {
-      if (!rej.isRejected(typeUrl, r.name, r.version)) out.push(r);
-      else {
-        const fallback = rej.newestAccepted(typeUrl, r.name);
-        if (fallback) out.push(fallback);
-      }
-    }
-    return out;
+    return resources.map((r) => (rej.isRejected(typeUrl, r.name, r.version) ? rej.newestAccepted(typeUrl, r.name) ?? r : r));
   }
 
   close(): void {

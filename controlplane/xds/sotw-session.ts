@@ -1,8 +1,8 @@
 import type { TypeStatus } from "./client-status.ts";
 import type { DiscoveryRequest, DiscoveryResponse } from "./discovery-types.ts";
 import { EcdsDelivery, type EcdsSent } from "./ecds-delivery.ts";
-import { SessionBase, type SessionDeps } from "./session-common.ts";
-import type { Snapshot } from "./snapshot.ts";
+import { checkResourceNames, SessionBase, type SessionDeps } from "./session-common.ts";
+import { versionOf, type EncodedResource, type Snapshot } from "./snapshot.ts";
 import { CLUSTER, EXTENSION_CONFIG, LISTENER, PUSH_ORDER } from "./type-urls.ts";
 
 export { ProtocolError } from "./session-common.ts";
@@ -14,7 +14,11 @@ const WILDCARD_TYPES = new Set([CLUSTER, LISTENER]);
 interface Subscription {
   status: TypeStatus;
   wildcard: boolean;
-  /** The version a reconnecting Envoy said it holds (version_info with no nonce). */
+  /**
+   * The version a reconnecting Envoy said it holds (version_info on a request with no nonce,
+   * before this stream sent it anything). Versions are content hashes of exactly the resources
+   * a response carried (snapshot.ts versionOf), so it proves what the Envoy holds: no more.
+   */
   envoyHas?: string;
   /** Sorted names of the last response; a request naming a different set gets a response. */
   namesAtLastResponse?: string;
@@ -51,7 +55,9 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
   handleRequest(req: DiscoveryRequest): void {
     const typeUrl = this.admit(req.node, req.type_url);
     this.checkNonce(req.response_nonce);
-    const names = [...(req.resource_names ?? [])].sort();
+    const requested = req.resource_names ?? [];
+    checkResourceNames(requested);
+    const names = [...new Set(requested)].sort();
     const nonce = req.response_nonce ?? "";
     const snapshot = this.deps.snapshot();
     let sub = this.subscriptions.get(typeUrl);
@@ -75,17 +81,21 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
         this.recordAck(typeUrl, [...sub.ackedResources].map(([name, version]) => ({ name, version })));
         if (typeUrl === EXTENSION_CONFIG) this.ecds.markWarm(st.resourceNames);
       }
-    } else if (req.version_info) {
-      // A reconnecting Envoy: it already runs what it names, at version_info.
+    } else if (req.version_info && st.sentVersion === undefined) {
+      // A reconnecting Envoy, before this stream answered it: it runs its filters already (an
+      // update must take the cache-miss path); whether it holds all it names, respond() checks.
       if (typeUrl === EXTENSION_CONFIG) this.ecds.markWarm(names);
       sub.envoyHas = req.version_info;
-      sub.namesAtLastResponse = names.join("\n");
     }
-    if (typeUrl === EXTENSION_CONFIG) for (const n of st.resourceNames) if (!names.includes(n)) this.ecds.forget(n);
+    if (typeUrl === EXTENSION_CONFIG) {
+      const now = new Set(names);
+      for (const n of st.resourceNames) if (!now.has(n)) this.ecds.forget(n);
+    }
     st.resourceNames = names;
     sub.wildcard = names.length === 0 && WILDCARD_TYPES.has(typeUrl);
     if (typeUrl === EXTENSION_CONFIG && this.ecds.awaitingFetch) return; // the re-send carries the names too
-    const namesChanged = sub.namesAtLastResponse !== names.join("\n");
+    // (Before the first response there is nothing to compare: respond() decides on versions.)
+    const namesChanged = sub.namesAtLastResponse !== undefined && sub.namesAtLastResponse !== names.join("\n");
     if (snapshot) this.respond(sub, snapshot, namesChanged);
   }
 
@@ -136,12 +146,16 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     if (sub && snapshot) this.respond(sub, snapshot, true, fetched);
   }
 
-  private selected(sub: Subscription, snapshot: Snapshot) {
+  private selected(sub: Subscription, snapshot: Snapshot): EncodedResource[] {
     const current = snapshot.types.get(sub.status.typeUrl);
     if (!current) return [];
-    return sub.wildcard
-      ? [...current.resources.values()]
-      : sub.status.resourceNames.map((n) => current.resources.get(n)).filter((r) => r !== undefined);
+    if (sub.wildcard) return [...current.resources.values()];
+    const out: EncodedResource[] = [];
+    for (const n of sub.status.resourceNames) {
+      const r = current.resources.get(n);
+      if (r) out.push(r);
+    }
+    return out;
   }
 
   private respond(sub: Subscription, snapshot: Snapshot, force: boolean, fetched?: ReadonlySet<string>): void {
@@ -150,18 +164,25 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     if (!current) return;
     // A named type with no names is an unsubscription (e.g. the last Wasm filter went away).
     if (!sub.wildcard && st.resourceNames.length === 0) return;
-    if (!force && current.version === st.sentVersion) return;
-    if (!force && st.sentVersion === undefined && sub.envoyHas === current.version) {
-      // Reconnected holding exactly the current version: it reloads nothing, we send nothing.
-      st.sentVersion = st.ackedVersion = current.version;
+    const selected = this.selected(sub, snapshot);
+    // The version of exactly what this Envoy asked for (the type's own when that is everything).
+    const wanted = selected.length === current.resources.size ? current.version : versionOf(selected);
+    if (!force && st.sentVersion === undefined && sub.envoyHas === wanted) {
+      // Reconnected holding exactly what it asks for: it reloads nothing, we send nothing.
+      st.sentVersion = st.ackedVersion = wanted;
+      sub.namesAtLastResponse = st.resourceNames.join("\n");
+      sub.sentResources = new Map(selected.map((r) => [r.name, r.version]));
+      sub.ackedResources = new Map(sub.sentResources);
+      st.ackedResources = Object.fromEntries(sub.ackedResources);
       return;
     }
+    if (!force && wanted === st.sentVersion) return;
     // Never re-send a version this Envoy rejected; the next different version will go out.
-    if (!force && current.version === st.lastNack?.version) return;
-    const resources = this.pick(st.typeUrl, this.selected(sub, snapshot));
-    const substituted = resources.some((r) => current.resources.get(r.name) !== r) || resources.length !== this.selected(sub, snapshot).length;
+    if (!force && wanted === st.lastNack?.version) return;
+    const resources = this.pick(st.typeUrl, selected);
+    const substituted = resources.some((r, i) => r !== selected[i]);
     // A response with a fallback for a rejected resource is not the snapshot's version.
-    const version = substituted ? `${current.version}-${resources.map((r) => r.version.slice(0, 4)).join("")}` : current.version;
+    const version = substituted ? `${wanted}-${resources.map((r) => r.version.slice(0, 4)).join("")}` : wanted;
     if (!force && version === st.sentVersion) return;
     const nonce = this.nextNonce();
     sub.sentResources = new Map(resources.map((r) => [r.name, r.version]));

@@ -26,7 +26,7 @@ const silent = { info: () => undefined, warn: () => undefined };
 function sotw(cache: SnapshotCache, registry: ClientRegistry, id: number, cluster = "wasm-xds") {
   const sent: DiscoveryResponse[] = [];
   const session: SotwSession = new SotwSession(id, "test", {
-    registry, fetches: new FetchTracker(), log: silent, rejections: cache,
+    registry, fetches: new FetchTracker(), log: silent, rejections: cache.rejectionsFor(() => cache.groupOf(node)),
     snapshot: () => cache.getFor(node), send: (r) => sent.push(r), types: PUSH_ORDER, source: "ads",
   });
   const node = { id: `envoy-${id}`, cluster };
@@ -71,7 +71,7 @@ describe("NACK policy and node groups", () => {
     const registry = new ClientRegistry();
     cache.set(snapshotOf([f(true)]));
     const sentA: DeltaDiscoveryResponse[] = [];
-    const deps = (sent: DeltaDiscoveryResponse[]) => ({ registry, fetches: new FetchTracker(), log: silent, rejections: cache, snapshot: () => cache.get(), send: (r: DeltaDiscoveryResponse) => sent.push(r), types: PUSH_ORDER, source: "ads" as const });
+    const deps = (sent: DeltaDiscoveryResponse[]) => ({ registry, fetches: new FetchTracker(), log: silent, rejections: cache.rejectionsFor(() => DEFAULT_GROUP), snapshot: () => cache.get(), send: (r: DeltaDiscoveryResponse) => sent.push(r), types: PUSH_ORDER, source: "ads" as const });
     const a = new DeltaSession(1, "a", deps(sentA));
     a.handleRequest({ node: { id: "a", cluster: "c" }, type_url: ROUTE, resource_names_subscribe: ["local_route"] });
     a.handleRequest({ type_url: ROUTE, response_nonce: sentA[0]!.nonce });
