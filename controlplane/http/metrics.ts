@@ -92,6 +92,13 @@ export class ControlPlaneMetrics {
         this.inc(clients.cacheMissResends);
       },
     });
+    new Counter({
+      name: "wasmxds_xds_slow_streams_reset_total", help: "xDS streams reset because the peer did not read its responses.", registers,
+      collect() {
+        this.reset();
+        this.inc(clients.slowStreamsClosed);
+      },
+    });
     new Gauge({ name: "wasmxds_xds_streams", help: "Open xDS streams.", registers, collect() {
       this.set(clients.list().length);
     } });

@@ -117,4 +117,69 @@ describe("NACK policy and node groups", () => {
     assert.equal(other.sent.length, 1, "the default group's did not");
     assert.equal(edge.sent[1]!.version_info, other.sent[0]!.version_info, "both now run the same set");
   });
+  it("a NACK of a version no Envoy ever accepted does not empty the response of a later Envoy", () => {
+    const cache = new SnapshotCache();
+    const registry = new ClientRegistry();
+    const v1 = snapshotOf([f(true)]);
+    cache.set(v1);
+    const foreign = sotw(cache, registry, 1);
+    foreign.session.handleRequest({ node: foreign.node, type_url: LISTENER });
+    const first = foreign.sent[0]!;
+    foreign.session.handleRequest({ type_url: LISTENER, response_nonce: first.nonce, error_detail: { message: "no" } });
+    assert.equal(registry.nackCount, 1, "the NACK is recorded");
+
+    const later = sotw(cache, registry, 2);
+    later.session.handleRequest({ node: later.node, type_url: LISTENER });
+    const got = later.sent[0]!;
+    assert.equal(got.resources.length, 1, "the listener is sent, not an empty list (SotW: empty = delete)");
+    assert.equal(got.version_info, v1.types.get(LISTENER)!.version, "the current version: nothing better is known");
+  });
+
+  it("the last accepted version outlives any number of rejected ones", () => {
+    const cache = new SnapshotCache();
+    const registry = new ClientRegistry();
+    const good = snapshotOf([f(true)], 20000);
+    cache.set(good);
+    const a = sotw(cache, registry, 1);
+    a.session.handleRequest({ node: a.node, type_url: LISTENER });
+    a.session.handleRequest({ type_url: LISTENER, version_info: a.sent[0]!.version_info, response_nonce: a.sent[0]!.nonce });
+    // Twice the history each resource keeps: every one of them rejected by A.
+    for (let port = 20001; port <= 20016; port++) {
+      cache.set(snapshotOf([f(true)], port));
+      const bad = a.sent.at(-1)!;
+      assert.equal(bad.version_info, cache.get()!.types.get(LISTENER)!.version);
+      a.session.handleRequest({ type_url: LISTENER, version_info: a.sent[0]!.version_info, response_nonce: bad.nonce, error_detail: { message: `cannot bind ${port}` } });
+    }
+    const b = sotw(cache, registry, 2);
+    b.session.handleRequest({ node: b.node, type_url: LISTENER });
+    const got = b.sent[0]!;
+    assert.equal(got.resources.length, 1);
+    assert.deepEqual(got.resources[0]!.value, good.types.get(LISTENER)!.resources.get("wasm_listener")!.anyFor().value, "the version A accepted");
+  });
+
+  it("a NACK changes nothing for Envoys of another node group", () => {
+    const cache = new SnapshotCache();
+    const registry = new ClientRegistry();
+    let port = 30000;
+    cache.setPolicy({ groupOf: (node) => (node.cluster === "edge" ? "edge" : DEFAULT_GROUP), build: () => snapshotOf([f(true)], port) });
+    cache.set(snapshotOf([f(true)], port));
+    const edge = sotw(cache, registry, 1, "edge");
+    const other = sotw(cache, registry, 2, "internal");
+    for (const s of [edge, other]) {
+      s.session.handleRequest({ node: s.node, type_url: LISTENER });
+      s.session.handleRequest({ type_url: LISTENER, version_info: s.sent[0]!.version_info, response_nonce: s.sent[0]!.nonce });
+    }
+    port = 30001;
+    cache.publish(new Map([[DEFAULT_GROUP, snapshotOf([f(true)], port)], ["edge", snapshotOf([f(true)], port)]]));
+    const next = cache.get()!.types.get(LISTENER)!.version;
+    const bad = edge.sent.at(-1)!;
+    edge.session.handleRequest({ type_url: LISTENER, version_info: edge.sent[0]!.version_info, response_nonce: bad.nonce, error_detail: { message: "edge says no" } });
+
+    const laterEdge = sotw(cache, registry, 3, "edge");
+    laterEdge.session.handleRequest({ node: laterEdge.node, type_url: LISTENER });
+    assert.notEqual(laterEdge.sent[0]!.version_info, next, "the edge group falls back to what an edge Envoy accepted");
+    const laterOther = sotw(cache, registry, 4, "internal");
+    laterOther.session.handleRequest({ node: laterOther.node, type_url: LISTENER });
+    assert.equal(laterOther.sent[0]!.version_info, next, "another group gets the current version");
+  });
 });
