@@ -26,6 +26,11 @@ export interface Config {
   autoDisableWindowS: number;
   /** Bearer token the admin API requires (CP_ADMIN_TOKEN); absent: no check (loopback only). */
   adminToken?: string;
+  /**
+   * Bearer token every call on the xDS port must carry (CP_XDS_TOKEN; Envoy sends it as
+   * grpc_service initial_metadata); absent: none, allowed only on loopback or with mTLS.
+   */
+  xdsToken?: string;
   /** TLS for the xDS port and the module server (CP_TLS_CERT, CP_TLS_KEY, ...); absent: plaintext. */
   tls?: TlsConfig;
 }
@@ -58,7 +63,7 @@ interface Setting {
 // One table drives env parsing, flags and --help, so they cannot drift apart.
 const SETTINGS: readonly Setting[] = [
   { env: "CP_XDS_PORT", flag: "xds-port", help: "gRPC ADS port Envoy connects to", default: () => "18000" },
-  { env: "CP_XDS_HOST", flag: "xds-host", help: "interface the ADS server binds", default: () => "0.0.0.0" },
+  { env: "CP_XDS_HOST", flag: "xds-host", help: "interface the ADS server binds (loopback by default; beyond it, clients must authenticate by token or mTLS)", default: () => "127.0.0.1" },
   { env: "CP_MODULE_PORT", flag: "module-port", help: "HTTP port serving /modules/<sha256>.wasm", default: () => "18080" },
   { env: "CP_MODULE_HOST", flag: "module-host", help: "interface the module server binds", default: () => "0.0.0.0" },
   { env: "CP_ADMIN_PORT", flag: "admin-port", help: "admin API port", default: () => "19000" },
@@ -76,6 +81,7 @@ const SETTINGS: readonly Setting[] = [
   { env: "CP_AUTO_DISABLE_WINDOW", flag: "auto-disable-window", help: "seconds over which CP_AUTO_DISABLE_AFTER counts failures", default: () => "60" },
   // Security (README "Security").
   { env: "CP_ADMIN_TOKEN", flag: "admin-token", help: "bearer token for /api and /metrics, required when CP_ADMIN_HOST is not loopback (prefer the variable: flags show in ps)", default: () => "", defaultHelp: "none" },
+  { env: "CP_XDS_TOKEN", flag: "xds-token", help: "bearer token every xDS client must send (Envoy: grpc_service initial_metadata in its bootstrap), required beyond loopback unless mTLS (prefer the variable: flags show in ps)", default: () => "", defaultHelp: "none" },
   { env: "CP_TLS_CERT", flag: "tls-cert", help: "PEM certificate chain: serve xDS and modules over TLS", default: () => "", defaultHelp: "none: plaintext" },
   { env: "CP_TLS_KEY", flag: "tls-key", help: "PEM private key of CP_TLS_CERT", default: () => "", defaultHelp: "none" },
   { env: "CP_TLS_CLIENT_CA", flag: "tls-client-ca", help: "PEM CA: xDS clients must present a certificate it signed (mTLS)", default: () => "", defaultHelp: "none: no client certificates" },
@@ -129,6 +135,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | "he
   if (token !== undefined) config.adminToken = token;
   const tls = tlsConfig(get);
   if (tls !== undefined) config.tls = tls;
+  const xds = xdsToken(get, config.xdsHost, tls?.clientCaFile !== undefined);
+  if (xds !== undefined) config.xdsToken = xds;
   return config;
 }
 
@@ -153,6 +161,24 @@ function adminToken(get: (n: string) => string, adminHost: string): string | und
   // Sent as `Authorization: Bearer <token>`: one header-safe word. The value is never echoed.
   if (!/^[\x21-\x7e]+$/.test(v)) throw new ConfigError("CP_ADMIN_TOKEN: expected printable ASCII without spaces");
   if (v.length < MIN_TOKEN_LENGTH) throw new ConfigError(`CP_ADMIN_TOKEN: expected at least ${MIN_TOKEN_LENGTH} characters (e.g. $(openssl rand -hex 32))`);
+  return v;
+}
+
+/** RFC 6750 b64token: safe in an HTTP/2 header, a YAML plain scalar and a sed replacement (docker compose). */
+const B64TOKEN = /^[A-Za-z0-9._~+/-]+=*$/;
+
+function xdsToken(get: (n: string) => string, xdsHost: string, mtls: boolean): string | undefined {
+  const v = get("CP_XDS_TOKEN");
+  if (v === "") {
+    // Whoever reaches the xDS port reads every filter's configuration and feeds the health
+    // monitor (stats, NACKs): beyond loopback, only authenticated clients.
+    if (!isLoopback(xdsHost) && !mtls) {
+      throw new ConfigError(`CP_XDS_HOST=${JSON.stringify(xdsHost)} is not loopback: set CP_XDS_TOKEN (e.g. $(openssl rand -hex 32); Envoy's bootstrap sends it) or CP_TLS_CLIENT_CA (mTLS), or bind CP_XDS_HOST to 127.0.0.1`);
+    }
+    return undefined;
+  }
+  if (!B64TOKEN.test(v)) throw new ConfigError("CP_XDS_TOKEN: expected letters, digits and - . _ ~ + / (then = padding), e.g. $(openssl rand -hex 32)");
+  if (v.length < MIN_TOKEN_LENGTH) throw new ConfigError(`CP_XDS_TOKEN: expected at least ${MIN_TOKEN_LENGTH} characters (e.g. $(openssl rand -hex 32))`);
   return v;
 }
 

@@ -18,6 +18,7 @@ import { FetchTracker } from "./registry/fetch-tracker.ts";
 import { FilterRegistry, type FilterDefaults } from "./registry/filter-registry.ts";
 import { OperatorState } from "./state/operator-state.ts";
 import { createXdsServer, listenXds } from "./xds/xds-server.ts";
+import { XdsAuth } from "./xds/auth.ts";
 import { SnapshotCache } from "./xds/cache.ts";
 import { ClientRegistry } from "./xds/client-status.ts";
 import { SnapshotPublisher } from "./xds/publisher.ts";
@@ -72,6 +73,8 @@ async function main(): Promise<void> {
       listener: { address: config.listenerAddress, port: config.listenerPort }, upstream: config.upstream, moduleServer: config.moduleAddress,
       // An HTTPS module server: Envoy's module cluster speaks TLS and checks the certificate.
       ...(config.tls ? { moduleTls: { caFile: config.tls.moduleCaForEnvoy, sni: config.moduleAddress.host } } : {}),
+      // Per-type config sources name the token too (Envoys on the per-type services open RDS/ECDS/EDS streams).
+      ...(config.xdsToken !== undefined ? { xdsToken: config.xdsToken } : {}),
     },
     registry, state, cache,
     (changed) => {
@@ -120,10 +123,16 @@ async function main(): Promise<void> {
   const moduleServer = createModuleServer(registry, fetches, log, { tls, events });
   let ready = false;
   const admin = createAdminApi({ registry, state, clients, events, snapshot: () => cache.get(), resourceAt: (t, n, v) => cache.resourceAt(t, n, v), ready: () => ready, maxModuleBytes: config.maxModuleBytes, health }, log, { token: config.adminToken });
-  const ads = createXdsServer({ cache, clients, fetches, log: log.child({ component: "xds" }) });
+  // Every call on the xDS port, the MetricsService's too: CP_XDS_TOKEN and/or mTLS (xds/auth.ts).
+  const xdsAuth = new XdsAuth({ ...(config.xdsToken !== undefined ? { token: config.xdsToken } : {}), mtls: tls?.clientCa !== undefined }, log.child({ component: "xds" }));
+  const ads = createXdsServer({ cache, clients, fetches, log: log.child({ component: "xds" }), auth: xdsAuth });
   // Envoy's metrics_service stat sink streams to the same gRPC server; the failure counters of
   // Wasm plugins feed the health monitor, which rolls back or disables through operator state.
-  addMetricsService(ads, { opened: (node, peer) => health.opened(node, peer), closed: (node) => health.closed(node), heard: (node, at) => health.heard(node, at), report: (r) => void health.report(r) }, log.child({ component: "health" }));
+  // Stats count only from the connection of that node's xDS stream (health/metrics-service.ts).
+  addMetricsService(ads, {
+    opened: (node, peer) => health.opened(node, peer), closed: (node) => health.closed(node), heard: (node, at) => health.heard(node, at),
+    report: (r) => void health.report(r), dropped: (node, peer, at) => health.dropped(node, peer, at),
+  }, log.child({ component: "health" }), { auth: xdsAuth, bound: (node, peer) => clients.hasStream(node, peer) });
   clients.onNack((client, type, nack) => log.warn({ node: client.nodeId, type: shortName(type.typeUrl), version: nack.version, error: nack.message }, "NACK recorded"));
 
   await moduleServer.listen({ host: config.moduleHost, port: config.modulePort });
@@ -146,6 +155,7 @@ async function main(): Promise<void> {
       log.info({ filter: name }, "filter removed");
     },
     error: (err) => log.error({ err }, "filters watcher failed"),
+    ignored: (name, reason) => log.warn({ folder: name, reason }, "folder in the filters dir ignored"),
   });
   await watcher.ready;
   await scheduler.idle();
@@ -155,7 +165,7 @@ async function main(): Promise<void> {
   // the same versions, is sent nothing.
   await listenXds(ads, config.xdsHost, config.xdsPort, tls);
   ready = true;
-  log.info({ xds: `${config.xdsHost}:${config.xdsPort}`, modules: `${config.moduleHost}:${config.modulePort}`, admin: `${config.adminHost}:${config.adminPort}`, tls: tls ? (tls.clientCa ? "mtls" : "tls") : "off", adminAuth: config.adminToken !== undefined, filters: registry.list().map((f) => `${f.name}:${f.status}`) }, "control plane ready");
+  log.info({ xds: `${config.xdsHost}:${config.xdsPort}`, modules: `${config.moduleHost}:${config.modulePort}`, admin: `${config.adminHost}:${config.adminPort}`, tls: tls ? (tls.clientCa ? "mtls" : "tls") : "off", xdsAuth: xdsAuth.mode, adminAuth: config.adminToken !== undefined, filters: registry.list().map((f) => `${f.name}:${f.status}`) }, "control plane ready");
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {

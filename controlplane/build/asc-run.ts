@@ -14,6 +14,11 @@ export interface AscJob {
   baseDir: string;
   /** Absolute node_modules whose packages win over any other copy (ours). */
   pinnedNodeModules: string;
+  /**
+   * Absolute folder (the filters folder) whose files must also resolve inside it: a link in
+   * a filter folder to a file elsewhere reads as "not found".
+   */
+  confineDir?: string;
 }
 
 export type AscJobResult =
@@ -75,6 +80,7 @@ export function runAsc(job: AscJob): AscJobResult {
   const asText = (chunk: string | Uint8Array) =>
     typeof chunk === "string" ? chunk : decoder.decode(chunk);
   const shadowed = shadowChecker(job.pinnedNodeModules);
+  const escapes = confinement(job.confineDir);
 
   let failure: Error | null = null;
   let crash: unknown;
@@ -89,7 +95,7 @@ export function runAsc(job: AscJob): AscJobResult {
           // Our flags are authoritative: a filter folder's asconfig.json must not add
           // entries or change the runtime.
           if (path.basename(abs) === "asconfig.json") return null;
-          if (shadowed(abs)) return null;
+          if (shadowed(abs) || escapes(abs)) return null;
           try {
             return fs.readFileSync(abs, "utf8");
           } catch {
@@ -142,6 +148,29 @@ function errorsOf(diagnostics: string[]): string {
 // every build that converts a usize to a string) is noise for a filter author.
 function isStdlibDiagnostic(diagnostic: string): boolean {
   return /\n in ~lib\//.test(diagnostic);
+}
+
+/** A predicate: `abs` lies under `dir` but resolves (through links) outside it. */
+function confinement(dir: string | undefined): (abs: string) => boolean {
+  if (!dir) return () => false;
+  let real: string;
+  try {
+    real = fs.realpathSync(dir);
+  } catch {
+    return () => false;
+  }
+  const inside = (root: string, p: string) => {
+    const rel = path.relative(root, p);
+    return rel !== "" && !rel.startsWith("..") && !path.isAbsolute(rel);
+  };
+  return (abs) => {
+    if (!inside(dir, abs)) return false;
+    try {
+      return !inside(real, fs.realpathSync(abs));
+    } catch {
+      return false; // missing: asc reports it
+    }
+  };
 }
 
 /**

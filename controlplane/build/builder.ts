@@ -2,11 +2,12 @@
 // known, compiled, validated against Envoy's host functions, content-hashed.
 
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { readFile, realpath } from "node:fs/promises";
 import path from "node:path";
 import { compileFilter, type CompileOptions, type CompileOutcome } from "./compiler.ts";
-import { isValidFilterName, readManifest, rootIdsFromSource, type Manifest } from "./manifest.ts";
+import { FILTER_NAME_RULE, isValidFilterName, isValidRootId, readManifest, ROOT_ID_RULE, rootIdsFromSource, type Manifest } from "./manifest.ts";
 import { validateModule, type ValidationResult } from "./validate.ts";
+import { isInside } from "./watcher.ts";
 
 export type BuildResult =
   | {
@@ -44,11 +45,18 @@ export async function buildFilter(
   });
 
   if (!isValidFilterName(name)) {
-    return fail("invalid filter name (use a-z, 0-9, '-' and '_', starting with a letter or digit, at most 63 characters)");
+    return fail(`invalid filter name (use ${FILTER_NAME_RULE})`);
   }
   const root = path.resolve(filtersDir);
   const dir = path.join(root, name);
   const entry = path.join(dir, "index.ts");
+
+  // A link out of the filters folder is not followed, for the files read here as for the
+  // watcher: index.ts and filter.json must resolve inside it (asc's reads: asc-run.ts).
+  for (const file of [entry, path.join(dir, "filter.json")]) {
+    const outside = await resolvesOutside(root, file);
+    if (outside) return fail(`${path.basename(file)} resolves to ${outside}, outside the filters folder (links out of it are not followed)`);
+  }
 
   let source: string;
   try {
@@ -70,6 +78,10 @@ export async function buildFilter(
       manifest,
     );
   }
+  // filter.json's is checked when parsed; one from the source is checked here.
+  if (!isValidRootId(rootId)) {
+    return fail(`root id ${JSON.stringify(rootId)} is not a valid root id (${ROOT_ID_RULE})`, manifest);
+  }
   // A root id the module never registers makes every Envoy VM fail at context creation.
   // Only checkable when index.ts itself registers (it may delegate to a library).
   if (registered.length > 0 && !registered.includes(rootId)) {
@@ -82,7 +94,7 @@ export async function buildFilter(
 
   const compile = opts.compile ?? compileFilter;
   // Diagnostics then name files as "filters/<name>/index.ts".
-  const compiled = await compile(entry, { optimize: opts.optimize, baseDir: path.dirname(root) });
+  const compiled = await compile(entry, { optimize: opts.optimize, baseDir: path.dirname(root), confineDir: root });
   if (!compiled.ok) return fail(compiled.error, manifest);
 
   const validation = (opts.validate ?? validateModule)(compiled.wasm);
@@ -98,4 +110,14 @@ export async function buildFilter(
     buildMs: elapsed(),
     warnings: compiled.warnings,
   };
+}
+
+/** Where `file` really is when that is outside `root`; undefined when inside or missing. */
+async function resolvesOutside(root: string, file: string): Promise<string | undefined> {
+  try {
+    const [realRoot, target] = await Promise.all([realpath(root), realpath(file)]);
+    return isInside(realRoot, target) ? undefined : target;
+  } catch {
+    return undefined; // missing: reported where it is read
+  }
 }

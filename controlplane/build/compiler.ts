@@ -29,9 +29,13 @@ export interface CompileOptions {
   baseDir?: string;
   /** Give up (and discard the worker) after this long. */
   timeoutMs?: number;
+  /** Files under this folder are read only if they also resolve inside it (no links out). */
+  confineDir?: string;
 }
 
 const DEFAULT_TIMEOUT_MS = 120_000;
+/** How much of the worker's stderr a crash report quotes. */
+const STDERR_TAIL_CHARS = 2000;
 // The worker holds asc and binaryen's heap (about 250 MB RSS); a control plane nobody edits
 // filters on should not keep that forever. Restarting costs about 3 s on the next compile.
 const IDLE_SHUTDOWN_MS = 5 * 60_000;
@@ -65,7 +69,7 @@ export async function compileFilter(
     ...(opts.optimize ? ["-O3"] : []),
   ];
   const { result, durationMs } = await thread.run(
-    { argv, baseDir, pinnedNodeModules: PINNED_NODE_MODULES },
+    { argv, baseDir, pinnedNodeModules: PINNED_NODE_MODULES, ...(opts.confineDir ? { confineDir: path.resolve(opts.confineDir) } : {}) },
     opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
   );
   if (result.ok) return { ok: true, wasm: result.wasm, durationMs, warnings: result.warnings };
@@ -158,10 +162,25 @@ class CompileThread {
   private spawn(): Worker {
     const worker = startWorker(this.nice);
     this.worker = worker;
+    // What the worker printed last (Emscripten's abort, V8's fatal errors): a crash report
+    // says it, rather than only an exit code. Still forwarded to our stderr as it comes.
+    let output = "";
+    worker.stderr.on("data", (chunk: Buffer) => {
+      process.stderr.write(chunk);
+      output = (output + chunk.toString("utf8")).slice(-STDERR_TAIL_CHARS);
+    });
+    const last = () => (output.trim() ? `; its last output: ${output.trim()}` : "; it printed nothing");
     worker.on("message", (response: WorkerResponse) => this.onResponse(worker, response));
-    worker.on("error", (err) => this.fail(worker, `compiler worker failed: ${err.message}`));
-    worker.on("exit", (code) => this.fail(worker, `compiler worker exited (code ${code})`));
+    worker.on("error", (err) => this.fail(worker, `compiler worker crashed${this.during()}: ${err.name}: ${err.message}${last()}`));
+    // stderr may still hold the crash's last lines when "exit" fires: read them first.
+    worker.on("exit", (code) => setImmediate(() => this.fail(worker, `compiler worker exited (code ${code})${this.during()}${last()}`)));
     return worker;
+  }
+
+  /** " while compiling <entry>" for the job in progress. */
+  private during(): string {
+    const entry = this.current?.job.request.argv[0];
+    return entry ? ` while compiling ${entry}` : "";
   }
 
   private onResponse(worker: Worker, response: WorkerResponse): void {
@@ -228,5 +247,5 @@ function startWorker(nice: number): Worker {
     `import { register } from ${JSON.stringify(tsxApi)};\n` +
     `register();\n` +
     `await import(${JSON.stringify(workerUrl)});\n`;
-  return new Worker(boot, { eval: true });
+  return new Worker(boot, { eval: true, stderr: true });
 }

@@ -36,11 +36,27 @@ export function isValidFilterName(name: string): boolean {
   return FILTER_NAME.test(name);
 }
 
+/** The filter name rule, in words, for errors and logs. */
+export const FILTER_NAME_RULE = "a-z, 0-9, '-' and '_', starting with a letter or digit, at most 63 characters";
+
+/**
+ * Root ids go into Envoy's PluginConfig and back into the module through `plugin_root_id`;
+ * the shipped filters use their filter names. Letters, digits and `._:-` cover every SDK's
+ * examples; NUL, newlines, spaces and the like never reach Envoy.
+ */
+export const ROOT_ID_SOURCE = "^[A-Za-z0-9._:-]{1,128}$";
+const ROOT_ID = new RegExp(ROOT_ID_SOURCE);
+export const ROOT_ID_RULE = "1-128 characters from A-Z, a-z, 0-9, '.', '_', ':' and '-'";
+
+export function isValidRootId(id: string): boolean {
+  return ROOT_ID.test(id);
+}
+
 const CHECKS: Record<keyof Manifest, (value: unknown) => string | undefined> = {
   order: (v) => (typeof v === "number" && Number.isSafeInteger(v) ? undefined : "an integer"),
   enabled: (v) => (typeof v === "boolean" ? undefined : "true or false"),
   configuration: (v) => (typeof v === "string" ? undefined : "a string"),
-  rootId: (v) => (typeof v === "string" && v.length > 0 ? undefined : "a non-empty string"),
+  rootId: (v) => (typeof v === "string" && isValidRootId(v) ? undefined : `a root id (${ROOT_ID_RULE})`),
   capabilities: checkCapabilities,
   failPolicy: (v) => (isFailPolicy(v) ? undefined : `one of ${FAIL_POLICIES.map((p) => `"${p}"`).join(", ")}`),
 };

@@ -5,21 +5,31 @@
 // a filter folder (re)arms that filter's debounce timer, and when the burst settles we look
 // at the disk: index.ts present -> changed, absent (and it was a filter) -> removed.
 
-import { readdir, stat } from "node:fs/promises";
+import { readdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { watch } from "chokidar";
-import { isValidFilterName } from "./manifest.ts";
+import { FILTER_NAME_RULE, isValidFilterName } from "./manifest.ts";
 
 export interface FilterWatchHandlers {
   changed(name: string): void;
   removed(name: string): void;
   /** Watcher failures (e.g. out of inotify watches); logged to stderr when absent. */
   error?(err: Error): void;
+  /** A top-level folder that is not taken as a filter, and why; once per name. */
+  ignored?(name: string, reason: string): void;
 }
+
+/** Why a top-level entry is not a filter. */
+export type IgnoredEntry = (name: string, reason: string) => void;
+
+export const INVALID_NAME_REASON = `not a valid filter name (use ${FILTER_NAME_RULE}; folders starting with "_" or "." are libraries)`;
+export const OUTSIDE_LINK_REASON = "a symbolic link out of the filters folder (links out of it are not followed)";
 
 export interface FilterWatcher {
   /** Resolves once the initial scan is done; events before that are not reported. */
   ready: Promise<void>;
+  /** Every path the watcher holds (folders and their entries): what inotify watches cover. */
+  watched(): string[];
   close(): Promise<void>;
 }
 
@@ -32,16 +42,42 @@ const MIN_DEBOUNCE_MS = 60;
 // A filter being written to continuously still gets built this often.
 const MAX_WAIT_FACTOR = 10;
 
-/** Filters currently on disk: valid-named direct subfolders with an index.ts, sorted. */
-export async function listFilters(dir: string): Promise<string[]> {
+/**
+ * Filters currently on disk: valid-named direct subfolders with an index.ts, sorted. A link to a
+ * folder inside `dir` counts; a link out of it does not. Folders with other names are reported
+ * to `ignored` (library folders starting with "_" or "." are not).
+ */
+export async function listFilters(dir: string, ignored?: IgnoredEntry): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true });
   const names: string[] = [];
   for (const entry of entries) {
-    if (!isValidFilterName(entry.name)) continue;
     if (!entry.isDirectory() && !entry.isSymbolicLink()) continue;
+    if (!isValidFilterName(entry.name)) {
+      if (!/^[_.]/.test(entry.name)) ignored?.(entry.name, INVALID_NAME_REASON);
+      continue;
+    }
+    if (entry.isSymbolicLink() && !(await resolvesInside(dir, entry.name))) {
+      ignored?.(entry.name, OUTSIDE_LINK_REASON);
+      continue;
+    }
     if (await isFile(path.join(dir, entry.name, ENTRY))) names.push(entry.name);
   }
   return names.sort();
+}
+
+/** Whether `dir/name` (a link, maybe) resolves to somewhere inside `dir`. */
+export async function resolvesInside(dir: string, name: string): Promise<boolean> {
+  try {
+    const [root, target] = await Promise.all([realpath(dir), realpath(path.join(dir, name))]);
+    return isInside(root, target);
+  } catch {
+    return false;
+  }
+}
+
+export function isInside(root: string, target: string): boolean {
+  const rel = path.relative(root, target);
+  return rel !== "" && !rel.startsWith("..") && !path.isAbsolute(rel);
 }
 
 export function watchFilters(
@@ -58,6 +94,14 @@ export function watchFilters(
   const timers = new Map<string, { timer: NodeJS.Timeout; firstAt: number }>();
   let closed = false;
   let isReady = false;
+  // Each ignored folder is reported once, however often it is touched or rescanned.
+  const reported = new Set<string>();
+  const ignored: IgnoredEntry = (name, reason) => {
+    const key = `${name}\n${reason}`;
+    if (reported.has(key)) return;
+    reported.add(key);
+    handlers.ignored?.(name, reason);
+  };
 
   const reportError = (err: unknown) => {
     const error = err instanceof Error ? err : new Error(String(err));
@@ -68,13 +112,18 @@ export function watchFilters(
   const settle = async (key: string) => {
     if (closed) return;
     if (key === ALL) {
-      for (const name of await listFilters(root)) {
+      for (const name of await listFilters(root, ignored)) {
         known.add(name);
         handlers.changed(name);
       }
       return;
     }
     if (await isFile(path.join(root, key, ENTRY))) {
+      if (!(await resolvesInside(root, key))) {
+        ignored(key, OUTSIDE_LINK_REASON);
+        if (known.delete(key)) handlers.removed(key);
+        return;
+      }
       known.add(key);
       handlers.changed(key);
     } else if (known.delete(key)) {
@@ -101,7 +150,13 @@ export function watchFilters(
     if (rel === "" || rel.startsWith("..")) return;
     const parts = rel.split(path.sep);
     const top = parts[0] ?? "";
-    if (parts.length === 1 && kind === "file") return; // loose files next to the filters
+    if (parts.length === 1 && !isValidFilterName(top)) {
+      if (kind === "dir" && !/^[_.]/.test(top)) ignored(top, INVALID_NAME_REASON);
+      return;
+    }
+    // A link is not followed (followSymlinks: false) and so arrives as a file: a link to a
+    // filter folder settles like a folder; a loose file next to the filters settles to nothing.
+    if (parts.length === 1 && kind === "file") return touch(top);
     // Only sources and manifests feed a build; editors litter folders with everything else.
     if (kind === "file" && !/\.(ts|json)$/.test(file)) return;
     if (top.startsWith("_") || top.startsWith(".")) touch(ALL);
@@ -115,6 +170,10 @@ export function watchFilters(
     usePolling: false,
     // Delete followed by re-create within 100 ms is reported as a change.
     atomic: true,
+    // Never descend through a link: one to node_modules cost 10,466 inotify watches. A link to
+    // a sibling filter folder still counts as a filter (listFilters); edits are seen under
+    // the folder it points to.
+    followSymlinks: false,
   });
   watcher.on("add", (f) => onEvent("file", f));
   watcher.on("change", (f) => onEvent("file", f));
@@ -125,7 +184,7 @@ export function watchFilters(
 
   const ready = new Promise<void>((resolve) => {
     watcher.once("ready", () => {
-      listFilters(root)
+      listFilters(root, ignored)
         .then((names) => names.forEach((name) => known.add(name)))
         .catch(reportError)
         .finally(() => {
@@ -137,6 +196,7 @@ export function watchFilters(
 
   return {
     ready,
+    watched: () => Object.entries(watcher.getWatched()).flatMap(([d, entries]) => [d, ...entries.map((e) => path.join(d, e))]),
     async close() {
       closed = true;
       for (const { timer } of timers.values()) clearTimeout(timer);

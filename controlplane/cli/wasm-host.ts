@@ -67,13 +67,65 @@ function deserialize(bytes: Uint8Array): HeaderList {
   return out;
 }
 
+/** What a plugin start needs: the root id Envoy's PluginConfig names, and its configuration. */
+export interface PluginInput {
+  rootId: string;
+  configuration: string;
+}
+
+/** A plugin that started: its log lines and the host calls this host does not model. */
+export interface StartOutcome {
+  logs: string[];
+  unsupported: string[];
+}
+
+/**
+ * Starts the plugin as Envoy does when it creates a Wasm plugin: WASI initialisation
+ * (`_initialize`, then `main` if exported; else `_start`), the root context (proxy_on_context_create
+ * with no parent), proxy_on_vm_start and proxy_on_configure. Throws, with the reason and the last
+ * log lines, when any of them traps or returns false. An AssemblyScript (proxy-runtime) module
+ * asked for a root id it never registered traps in proxy_on_context_create ("Missing root context
+ * factory for root id"); the Rust SDK has one root context factory and ignores the root id.
+ */
+export async function startPlugin(wasm: Uint8Array, input: PluginInput): Promise<StartOutcome> {
+  const vm = await instantiate(wasm, { ...input, request: [], response: [] });
+  vm.guard(() => vm.start());
+  return { logs: vm.outcome.logs, unsupported: vm.outcome.unsupported };
+}
+
 /** Runs one request/response through the module, as Envoy would call it. */
 export async function runStream(wasm: Uint8Array, input: StreamInput): Promise<StreamOutcome> {
+  const vm = await instantiate(wasm, input);
+  const { call, map, outcome } = vm;
+  vm.guard(() => {
+    vm.start();
+    call("proxy_on_context_create", STREAM, ROOT);
+    call("proxy_on_request_headers", STREAM, map(REQUEST_HEADERS).length, 1);
+    if (!outcome.localReply) call("proxy_on_response_headers", STREAM, map(RESPONSE_HEADERS).length, 1);
+    call("proxy_on_done", STREAM);
+    call("proxy_on_log", STREAM);
+    call("proxy_on_delete", STREAM);
+  });
+  outcome.request = map(REQUEST_HEADERS);
+  outcome.response = map(RESPONSE_HEADERS);
+  return outcome;
+}
+
+interface Instance {
+  outcome: StreamOutcome;
+  call(name: string, ...args: number[]): number;
+  map(type: number): HeaderList;
+  /** WASI init, root context, onStart, onConfigure. */
+  start(): void;
+  /** Runs `fn`, turning a trap or exit into an Error with the last log lines. */
+  guard(fn: () => void): void;
+}
+
+async function instantiate(wasm: Uint8Array, input: StreamInput): Promise<Instance> {
   const maps = new Map<number, HeaderList>([[REQUEST_HEADERS, input.request.map(([k, v]) => [k.toLowerCase(), v])], [RESPONSE_HEADERS, input.response.map(([k, v]) => [k.toLowerCase(), v])]]);
   const config = new TextEncoder().encode(input.configuration);
   const outcome: StreamOutcome = { request: [], response: [], logs: [], unsupported: [] };
   let exports: WebAssembly.Exports = {};
-
   const memory = () => (exports.memory as WebAssembly.Memory).buffer;
   const str = (ptr: number, len: number) => new TextDecoder().decode(new Uint8Array(memory(), ptr, len));
   const map = (type: number): HeaderList => maps.get(type) ?? maps.set(type, []).get(type)!;
@@ -146,11 +198,44 @@ export async function runStream(wasm: Uint8Array, input: StreamInput): Promise<S
     proxy_set_tick_period_milliseconds: () => OK,
     proxy_continue_stream: () => OK,
     proxy_clear_route_cache: () => OK,
+    // WASI, as far as SDK start-up code uses it (Rust's std, TinyGo): no environment, no
+    // arguments, a clock, randomness, and stdout/stderr into the log.
+    fd_write: (fd, iovs, count, writtenOut) => {
+      const view = new DataView(memory());
+      let written = 0;
+      for (let i = 0; i < count; i++) {
+        const len = view.getUint32(iovs + i * 8 + 4, true);
+        outcome.logs.push(`[fd ${fd}] ${str(view.getUint32(iovs + i * 8, true), len).trimEnd()}`);
+        written += len;
+      }
+      view.setUint32(writtenOut, written, true);
+      return OK;
+    },
+    environ_sizes_get: (countOut, sizeOut) => zeros(countOut, sizeOut),
+    environ_get: () => OK,
+    args_sizes_get: (countOut, sizeOut) => zeros(countOut, sizeOut),
+    args_get: () => OK,
+    // (id: i32, precision: i64, out: i32): the i64 arrives as a BigInt.
+    clock_time_get: (_id, _precision, timeOut) => {
+      new DataView(memory()).setBigUint64(timeOut, BigInt(Date.now()) * 1_000_000n, true);
+      return OK;
+    },
+    random_get: (ptr, len) => {
+      // getRandomValues fills at most 64 KiB per call.
+      for (let at = 0; at < len; at += 65536) crypto.getRandomValues(new Uint8Array(memory(), ptr + at, Math.min(65536, len - at)));
+      return OK;
+    },
+    sched_yield: () => OK,
+  };
+  const zeros = (...ptrs: number[]): number => {
+    for (const p of ptrs) new DataView(memory()).setUint32(p, 0, true);
+    return OK;
   };
 
   const module = await WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>);
   const imports: Record<string, Record<string, (...args: number[]) => number | void>> = {};
   for (const imp of WebAssembly.Module.imports(module)) {
+    if (imp.kind !== "function") continue;
     const fn = host[imp.name] ?? (() => {
       outcome.unsupported.push(`${imp.module}.${imp.name}`);
       return UNIMPLEMENTED;
@@ -163,23 +248,34 @@ export async function runStream(wasm: Uint8Array, input: StreamInput): Promise<S
     if (typeof fn !== "function") throw new Error(`the module does not export ${name}`);
     return Number((fn as (...a: number[]) => unknown)(...args) ?? 0);
   };
+  const has = (name: string) => typeof exports[name] === "function";
+  const guard = (fn: () => void): void => {
+    try {
+      fn();
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      const last = outcome.logs.slice(-3).join("\n  ");
+      throw new Error(`${why}${last ? `\n  last log lines:\n  ${last}` : ""}`);
+    }
+  };
   try {
+    // Instantiation runs the module's start function (AssemblyScript's top level): it may trap.
     exports = (await WebAssembly.instantiate(module, imports as WebAssembly.Imports)).exports;
+  } catch (err) {
+    guard(() => {
+      throw err;
+    });
+  }
+  const start = (): void => {
+    if (has("_initialize")) {
+      call("_initialize");
+      if (has("main")) call("main", 0, 0);
+    } else if (has("_start")) {
+      call("_start");
+    }
     call("proxy_on_context_create", ROOT, 0);
     if (call("proxy_on_vm_start", ROOT, 0) === 0) throw new Error("onStart (proxy_on_vm_start) returned false");
     if (call("proxy_on_configure", ROOT, config.length) === 0) throw new Error(`onConfigure rejected the configuration ${JSON.stringify(input.configuration)}`);
-    call("proxy_on_context_create", STREAM, ROOT);
-    call("proxy_on_request_headers", STREAM, map(REQUEST_HEADERS).length, 1);
-    if (!outcome.localReply) call("proxy_on_response_headers", STREAM, map(RESPONSE_HEADERS).length, 1);
-    call("proxy_on_done", STREAM);
-    call("proxy_on_log", STREAM);
-    call("proxy_on_delete", STREAM);
-  } catch (err) {
-    const why = err instanceof Error ? err.message : String(err);
-    const last = outcome.logs.slice(-3).join("\n  ");
-    throw new Error(`${why}${last ? `\n  last log lines:\n  ${last}` : ""}`);
-  }
-  outcome.request = map(REQUEST_HEADERS);
-  outcome.response = map(RESPONSE_HEADERS);
-  return outcome;
+  };
+  return { outcome, call, map, guard, start };
 }

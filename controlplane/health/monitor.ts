@@ -60,10 +60,21 @@ export interface StatsReporter {
   statsStalledSince: string | null;
 }
 
+/**
+ * Stats messages dropped because their stream was not bound to its node's xDS connection
+ * (metrics-service.ts): a client other than that Envoy reporting as it, or an Envoy whose stat
+ * sink does not share the ADS connection (another cluster than xds_cluster).
+ */
+export interface DroppedStats {
+  reports: number;
+  last: { node: string; cluster: string; peer: string; at: string } | null;
+}
+
 /** What the admin API reads. */
 export interface HealthReader {
   health(filter: string): FilterHealth;
   statsReporters(): StatsReporter[];
+  droppedStats(): DroppedStats;
   readonly policy: { threshold: number; windowMs: number };
 }
 
@@ -74,6 +85,7 @@ export class HealthMonitor implements HealthReader {
   private readonly acting = new Set<string>();
   /** Open stats streams by node id + cluster, with how many (a reconnect may overlap). */
   private readonly reporters = new Map<string, StatsReporter & { streams: number; lastStatsAtMs?: number; intervalMs?: number }>();
+  private readonly droppedRecord: DroppedStats = { reports: 0, last: null };
 
   constructor(
     private readonly deps: { registry: FilterRegistry; state: OperatorState; events: EventBus; log: HealthLog },
@@ -97,6 +109,16 @@ export class HealthMonitor implements HealthReader {
     return [...this.reporters.values()]
       .map(({ streams: _streams, lastStatsAtMs: _at, intervalMs: _interval, ...r }) => r)
       .sort((a, b) => a.node.localeCompare(b.node));
+  }
+
+  droppedStats(): DroppedStats {
+    return { reports: this.droppedRecord.reports, last: this.droppedRecord.last && { ...this.droppedRecord.last } };
+  }
+
+  /** A stats message from a stream not bound to its node's xDS connection: counted, never acted on. */
+  dropped(node: { id: string; cluster: string }, peer: string, at: number): void {
+    this.droppedRecord.reports++;
+    this.droppedRecord.last = { node: node.id, cluster: node.cluster, peer, at: new Date(at).toISOString() };
   }
 
   opened(node: { id: string; cluster: string }, peer: string): void {

@@ -1,7 +1,7 @@
 import Fastify from "fastify";
 import type { Logger } from "pino";
 import type { EventBus } from "../events/bus.ts";
-import type { FetchTracker } from "../registry/fetch-tracker.ts";
+import { MAX_TRACKED_NODE_ID, type FetchTracker } from "../registry/fetch-tracker.ts";
 import type { FilterRegistry } from "../registry/filter-registry.ts";
 import type { TlsMaterial } from "../tls.ts";
 
@@ -24,8 +24,12 @@ export function createModuleServer(registry: FilterRegistry, fetches: FetchTrack
       return reply.code(404).type("text/plain").send("no such module\n");
     }
     // Envoy's module URL names its node, so xDS streams learn when *their* Envoy has the module.
-    const node = typeof req.query.node === "string" ? req.query.node : "";
-    req.log.info({ sha256, size: bytes.byteLength, method: req.method, node }, "module served");
+    // Anything may arrive there (the server listens on every interface): an absurdly long value
+    // is served, not tracked, and logged shortened.
+    const raw = typeof req.query.node === "string" ? req.query.node : "";
+    const node = raw.length > MAX_TRACKED_NODE_ID ? "" : raw;
+    const shown = raw.length > MAX_TRACKED_NODE_ID ? `${raw.slice(0, 64)}... (${raw.length} chars, not tracked)` : raw;
+    req.log.info({ sha256, size: bytes.byteLength, method: req.method, node: shown }, "module served");
     if (req.method === "GET") {
       fetches.started(node, sha256);
       // "close" (and even "finish") also follow a download the client aborted; then the socket

@@ -49,14 +49,19 @@ export class ClientRegistry {
 
   private readonly clients = new Map<number, ClientStatus>();
   private readonly nackListeners = new Set<NackListener>();
+  /** Live streams by peer (hasStream, once per stats flush per Envoy). */
+  private readonly byPeer = new Map<string, ClientStatus[]>();
   nackCount = 0;
   /** NACKs per type URL since start (the metric). */
   readonly nacksByType = new Map<string, number>();
   /** ECDS configs re-sent after a code-cache miss, since start. */
   cacheMissResends = 0;
+  /** Streams reset because their peer did not read its responses (xds-server.ts), since start. */
+  slowStreamsClosed = 0;
 
   add(client: ClientStatus): void {
     this.clients.set(client.streamId, client);
+    this.byPeer.set(client.peer, [...(this.byPeer.get(client.peer) ?? []), client]);
     this.events?.emit({ type: "client.connected", node: client.nodeId, cluster: client.nodeCluster, stream: client.streamId, peer: client.peer });
   }
 
@@ -64,7 +69,14 @@ export class ClientRegistry {
     const client = this.clients.get(streamId);
     if (!client) return;
     this.clients.delete(streamId);
+    const rest = (this.byPeer.get(client.peer) ?? []).filter((c) => c !== client);
+    if (rest.length > 0) this.byPeer.set(client.peer, rest);
+    else this.byPeer.delete(client.peer);
     this.events?.emit({ type: "client.disconnected", node: client.nodeId, cluster: client.nodeCluster, stream: streamId });
+  }
+
+  slowStreamClosed(): void {
+    this.slowStreamsClosed++;
   }
 
   pushed(client: ClientStatus, typeUrl: string, version: string, nonce: string, resources: string[]): void {
@@ -86,6 +98,14 @@ export class ClientRegistry {
 
   list(): ClientStatus[] {
     return [...this.clients.values()];
+  }
+
+  /**
+   * True while `node` has a live xDS stream from `peer` (address:port of its connection): the
+   * health monitor counts an Envoy's stats only when they come over that same connection.
+   */
+  hasStream(node: { id: string; cluster: string }, peer: string): boolean {
+    return (this.byPeer.get(peer) ?? []).some((c) => c.nodeId === node.id && c.nodeCluster === node.cluster);
   }
 
   onNack(listener: NackListener): () => void {
@@ -134,7 +154,12 @@ export function describeClients(
     node: { id: streams[0]!.nodeId, cluster: streams[0]!.nodeCluster },
     streams: streams.map((c) => ({ id: c.streamId, peer: c.peer, connectedAt: c.connectedAt })),
     cacheMissResends: streams.reduce((n, c) => n + (c.cacheMissResends ?? 0), 0),
-    types: Object.fromEntries(streams.flatMap((c) => [...c.types.values()].map((t) => [t.typeUrl, typeView(t, c.streamId)]))),
+    // Per-type services open one stream per subscription (Envoy: one EDS stream per cluster),
+    // each with the version of exactly what it carries; the view keeps one per type, chosen by
+    // resource names, so the same stream is shown whatever order the streams opened in.
+    types: Object.fromEntries(streams.flatMap((c) => [...c.types.values()].map((t) => ({ t, c })))
+      .sort((a, b) => (a.t.resourceNames.join("\n") < b.t.resourceNames.join("\n") ? -1 : 1))
+      .map(({ t, c }) => [t.typeUrl, typeView(t, c.streamId)])),
     // The Wasm module each filter runs on this Envoy, from the ECDS versions it ACKed.
     filters: Object.fromEntries(streams.flatMap((c) => Object.entries(c.types.get(EXTENSION_CONFIG)?.ackedResources ?? {})
       .map(([name, version]) => [name, moduleOf(name, version) ?? null]))),

@@ -6,6 +6,8 @@ export interface NetworkInputs {
   upstream: HostPort;
   moduleServer: HostPort;
   moduleTls?: ModuleTls;
+  /** CP_XDS_TOKEN, for the per-type config sources (resources.ts). */
+  xdsToken?: string;
 }
 
 /** Only filters with a good module go to Envoy; one that never built stays out of the chain. */

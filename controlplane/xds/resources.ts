@@ -14,6 +14,11 @@ export interface ResourceInputs {
   moduleTls?: ModuleTls;
   /** Filters that have a good module, in chain order. */
   filters: readonly FilterResourceSpec[];
+  /**
+   * CP_XDS_TOKEN: per-type config sources (RDS, ECDS, EDS streams Envoy opens because of what we
+   * send) carry it as initial_metadata, like the bootstrap's. Only authenticated Envoys get them.
+   */
+  xdsToken?: string;
 }
 
 export interface ModuleTls {
@@ -65,13 +70,14 @@ export const XDS_CLUSTER = "xds_cluster";
 export type ConfigSourceKind = "ads" | "grpc" | "delta_grpc";
 
 /** Where an Envoy fetches the resources a listener or cluster refers to (RDS, ECDS, EDS). */
-function configSource(kind: ConfigSourceKind): ResourceObject {
+function configSource(kind: ConfigSourceKind, xdsToken: string | undefined): ResourceObject {
   if (kind === "ads") return { ads: {}, resource_api_version: "V3" };
+  const metadata = xdsToken === undefined ? {} : { initial_metadata: [{ key: "authorization", value: `Bearer ${xdsToken}` }] };
   return {
     api_config_source: {
       api_type: kind === "grpc" ? "GRPC" : "DELTA_GRPC",
       transport_api_version: "V3",
-      grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }],
+      grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER }, ...metadata }],
     },
     resource_api_version: "V3",
   };
@@ -120,7 +126,7 @@ export function isVariantResource(r: ResourceObject | VariantResource): r is Var
 export function buildResources(inputs: ResourceInputs): ResourceSet {
   const set: ResourceSet = new Map();
   const upstreams = [{ name: UPSTREAM_CLUSTER, target: inputs.upstream }, { name: MODULE_CLUSTER, target: inputs.moduleServer }];
-  set.set(CLUSTER, new Map(upstreams.map(({ name, target }) => [name, bySource((source) => cluster(name, target, source, name === MODULE_CLUSTER ? inputs.moduleTls : undefined))])));
+  set.set(CLUSTER, new Map(upstreams.map(({ name, target }) => [name, bySource((source) => cluster(name, target, source, name === MODULE_CLUSTER ? inputs.moduleTls : undefined, inputs.xdsToken))])));
   // An IP upstream's endpoints come over EDS (so they can change without a CDS update);
   // a DNS name is resolved by Envoy itself.
   set.set(ENDPOINT, new Map(upstreams.filter(({ target }) => net.isIP(target.host)).map(({ name, target }) => [name, loadAssignment(name, target)])));
@@ -167,9 +173,9 @@ function loadAssignment(name: string, target: HostPort): ResourceObject {
   };
 }
 
-function cluster(name: string, target: HostPort, source: ConfigSourceKind, tls?: ModuleTls): ResourceObject {
+function cluster(name: string, target: HostPort, source: ConfigSourceKind, tls: ModuleTls | undefined, xdsToken: string | undefined): ResourceObject {
   const c: ResourceObject = net.isIP(target.host)
-    ? { name, type: "EDS", connect_timeout: { seconds: 2 }, eds_cluster_config: { eds_config: configSource(source) } }
+    ? { name, type: "EDS", connect_timeout: { seconds: 2 }, eds_cluster_config: { eds_config: configSource(source, xdsToken) } }
     // A name (the compose service, host.docker.internal) needs Envoy's resolver.
     : { name, type: "STRICT_DNS", connect_timeout: { seconds: 2 }, load_assignment: loadAssignment(name, target) };
   if (tls) c.transport_socket = moduleTransportSocket(tls);
@@ -204,7 +210,7 @@ function listener(inputs: ResourceInputs, source: ConfigSourceKind): ResourceObj
     // The filter body comes over ECDS, so a module change or a config change never touches
     // the listener (an LDS update would drain its connections).
     config_discovery: {
-      config_source: configSource(source),
+      config_source: configSource(source, inputs.xdsToken),
       type_urls: [WASM_FILTER_TYPE],
     },
   }));
@@ -221,7 +227,7 @@ function listener(inputs: ResourceInputs, source: ConfigSourceKind): ResourceObj
         typed_config: {
           "@type": `${TYPE_PREFIX}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`,
           stat_prefix: "ingress_http",
-          rds: { route_config_name: ROUTE_NAME, config_source: configSource(source) },
+          rds: { route_config_name: ROUTE_NAME, config_source: configSource(source, inputs.xdsToken) },
           http_filters: httpFilters,
         },
       }],

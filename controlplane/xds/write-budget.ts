@@ -14,7 +14,7 @@ export interface WriteLimits {
   maxQueuedBytes: number;
 }
 
-export const DEFAULT_WRITE_LIMITS: WriteLimits = { maxQueuedResponses: 64, maxQueuedBytes: 4 * 1024 * 1024 };
+export const DEFAULT_WRITE_LIMITS: WriteLimits = { maxQueuedResponses: 16, maxQueuedBytes: 1024 * 1024 };
 
 /** What one stream has in flight; `admit` says whether one more response may be queued. */
 export class WriteBudget {

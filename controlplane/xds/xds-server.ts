@@ -2,6 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import type { FetchTracker } from "../registry/fetch-tracker.ts";
 import type { TlsMaterial } from "../tls.ts";
+import type { XdsAuth } from "./auth.ts";
 import type { NodeKey, SnapshotCache } from "./cache.ts";
 import type { ClientRegistry } from "./client-status.ts";
 import { DeltaSession } from "./delta-session.ts";
@@ -10,6 +11,7 @@ import { discoveryLoaderOptions } from "./protos.ts";
 import type { ConfigSourceKind } from "./resources.ts";
 import { ProtocolError, type SessionLog } from "./session-common.ts";
 import { SotwSession } from "./sotw-session.ts";
+import { resetStream, responseBytes, WriteBudget, type WriteLimits } from "./write-budget.ts";
 import { CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, PUSH_ORDER, ROUTE, shortName } from "./type-urls.ts";
 
 export interface XdsServerOptions {
@@ -19,6 +21,10 @@ export interface XdsServerOptions {
   log: SessionLog & { error(obj: object, msg: string): void; debug?(obj: object, msg: string): void };
   /** Concurrent streams one HTTP/2 connection may open (Envoy uses one for ADS, a few per-type). */
   maxStreamsPerConnection?: number;
+  /** Bounds on what one stream may have queued (write-budget.ts); the defaults suit Envoy. */
+  writeLimits?: WriteLimits;
+  /** Checked on every call before anything is read or sent (auth.ts); absent: no check (loopback only). */
+  auth?: XdsAuth;
 }
 
 /** Every discovery service Envoy can be pointed at, with the types each one serves. */
@@ -73,12 +79,28 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
     types: readonly string[],
     variant: string,
   ): void {
+    const denied = opts.auth?.check(call, call.getPath());
+    if (denied) return void call.emit("error", denied);
     const streamId = nextStreamId++;
     let ended = false;
+    const budget = new WriteBudget(opts.writeLimits);
     const send = (r: Res): void => {
       if (ended) return;
+      const bytes = responseBytes(r as { resources?: readonly unknown[] });
+      if (!budget.admit(bytes)) return dropSlow(bytes);
       opts.log.info({ stream: streamId, node: session.client.nodeId, variant, type: shortName(r.type_url), nonce: r.nonce }, "xDS push");
-      call.write(r);
+      call.write(r, () => budget.release(bytes));
+    };
+    // A peer that does not read what it is sent: reset its stream rather than buffer without end.
+    const dropSlow = (bytes: number): void => {
+      const { responses, bytes: queued } = budget.queued;
+      opts.log.warn({ stream: streamId, node: session.client.nodeId, peer: call.getPeer(), queuedResponses: responses, queuedBytes: queued, nextBytes: bytes },
+        "xDS stream does not keep up with its responses; resetting it");
+      opts.clients.slowStreamClosed();
+      finish();
+      if (!resetStream(call as grpc.ServerDuplexStream<unknown, unknown>)) {
+        call.emit("error", { code: grpc.status.RESOURCE_EXHAUSTED, details: "the stream does not read its responses" });
+      }
     };
     const session = make(streamId, call.getPeer(), send, types);
     // Node-aware: each stream reads its own Envoy's snapshot and diffs it against what it saw.
@@ -120,7 +142,8 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
     registry: opts.clients,
     fetches: opts.fetches,
     log: opts.log,
-    rejections: opts.cache,
+    // NACKs count for the Envoy's node group only (cache.ts RejectionView).
+    rejections: opts.cache.rejectionsFor(() => opts.cache.groupOf(node())),
     snapshot: () => opts.cache.getFor(node()),
     types,
     source,
@@ -141,6 +164,8 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
     };
     if (s.fetch) {
       impl[s.fetch] = (call: grpc.ServerUnaryCall<DiscoveryRequest, DiscoveryResponse>, callback: grpc.sendUnaryData<DiscoveryResponse>) => {
+        const denied = opts.auth?.check(call, call.getPath());
+        if (denied) return callback(denied);
         const typeUrl = call.request.type_url || s.types[0]!;
         const current = opts.cache.getFor({ id: call.request.node?.id ?? "", cluster: call.request.node?.cluster ?? "" })?.types.get(typeUrl);
         if (!s.types.includes(typeUrl)) return callback({ code: grpc.status.INVALID_ARGUMENT, details: `type_url ${typeUrl} is not served by ${s.service}` });

@@ -1,8 +1,9 @@
 // TLS end to end against the real Envoy: xDS over mTLS (CP_TLS_CERT, CP_TLS_KEY,
 // CP_TLS_CLIENT_CA), modules over HTTPS (the module cluster Envoy is sent carries an
 // UpstreamTlsContext trusting CP_MODULE_TLS_CA_FOR_ENVOY, here defaulted to the client CA),
-// and Envoys without a certificate from that CA are never served. The PKI is made at test time
-// with the openssl CLI.
+// and Envoys without a certificate from that CA are never served. mTLS is the xDS port's
+// authentication on its own here: no CP_XDS_TOKEN, and Envoy's bootstrap sends none. The PKI is
+// made at test time with the openssl CLI.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
@@ -70,10 +71,11 @@ describe("TLS: xDS over mTLS and modules over HTTPS through a real Envoy", { tim
     cp = await startControlPlane({
       ports, filtersDir, stateFile: path.join(workDir, "state.json"), upstreamPort: echo.port, workDir,
       // CP_MODULE_TLS_CA_FOR_ENVOY is left to its default, CP_TLS_CLIENT_CA (one CA, one machine).
-      env: { CP_TLS_CERT: server.cert, CP_TLS_KEY: server.key, CP_TLS_CLIENT_CA: ca.cert },
+      // The client certificate authenticates Envoy: no token (the helpers' default one is off).
+      env: { CP_TLS_CERT: server.cert, CP_TLS_KEY: server.key, CP_TLS_CLIENT_CA: ca.cert, CP_XDS_TOKEN: "" },
     });
     envoy = await startEnvoy({
-      bootstrap: { xdsPort: ports.xds, tls: { caFile: ca.cert, certFile: client.cert, keyFile: client.key } },
+      bootstrap: { xdsPort: ports.xds, tls: { caFile: ca.cert, certFile: client.cert, keyFile: client.key }, xdsToken: null },
       workDir,
       componentLogLevel: "wasm:info,config:info",
     });
@@ -94,6 +96,7 @@ describe("TLS: xDS over mTLS and modules over HTTPS through a real Envoy", { tim
     assert.ok((await envoy.stat("cluster.wasm_modules.ssl.handshake"))! >= 1, "module fetch is TLS");
     assert.equal(await envoy.stat("control_plane.connected_state"), 1);
     assert.equal(h["x-wasm-processed"], "yes");
+    assert.match(cp.tail(200), /"xdsAuth":"mtls"/, "authenticated by the client certificate alone");
 
     // What Envoy was told: an https module URL, and a module cluster that verifies the server.
     const [f] = await cp.filters();
@@ -132,7 +135,7 @@ describe("TLS: xDS over mTLS and modules over HTTPS through a real Envoy", { tim
       { name: "rogue", tls: { caFile: ca.cert, certFile: rogue.cert, keyFile: rogue.key } },
     ];
     const started = await Promise.all(cases.map((c) =>
-      startEnvoy({ bootstrap: { xdsPort: ports.xds, nodeId: `envoy-${c.name}`, tls: c.tls }, workDir, name: c.name })));
+      startEnvoy({ bootstrap: { xdsPort: ports.xds, nodeId: `envoy-${c.name}`, tls: c.tls, xdsToken: null }, workDir, name: c.name })));
     refused.push(...started);
     await Promise.all(started.map((e, i) => waitFor(async () => {
       // A handshake the server refuses counts as a failed connect of the xDS cluster (no

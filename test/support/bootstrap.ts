@@ -8,8 +8,11 @@
  *   - xds_cluster failover   -> when xdsFailoverPorts is given: one more endpoint per port, each
  *                               at the next priority, and a TCP health check (see the option)
  *   - xds_cluster TLS        -> when tls is given: a transport_socket (TLS, optionally mTLS)
+ *   - the xDS token          -> the `__CP_XDS_TOKEN__` placeholder of both grpc_services' initial
+ *                               metadata (ADS, stat sink) becomes xdsToken (default TEST_XDS_TOKEN)
  * The YAML document model keeps the template's comments in the rendered file.
  */
+import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -17,6 +20,13 @@ import YAML from "yaml";
 import { bootstrapTemplatePath } from "./paths.ts";
 
 export type AdsApiType = "GRPC" | "DELTA_GRPC";
+
+/**
+ * The xDS token (CP_XDS_TOKEN) of this test process, fresh per run: every control plane that
+ * startControlPlane() runs requires it and every bootstrap rendered here sends it, so e2e tests
+ * run authenticated, the way users run.
+ */
+export const TEST_XDS_TOKEN: string = randomBytes(24).toString("hex");
 
 export interface BootstrapOpts {
   /** Port of the control plane's xDS gRPC server. */
@@ -55,6 +65,12 @@ export interface BootstrapOpts {
    * CP_TLS_CLIENT_CA). Absent: plaintext, as the template ships.
    */
   tls?: XdsTlsOpts;
+  /**
+   * The xDS token Envoy sends (`authorization: Bearer <token>` in initial_metadata). Default:
+   * TEST_XDS_TOKEN, the one startControlPlane() gives every control plane; null: the template's
+   * placeholder stays (an Envoy without the token).
+   */
+  xdsToken?: string | null;
 }
 
 export interface XdsTlsOpts {
@@ -68,6 +84,12 @@ export interface XdsTlsOpts {
 }
 
 const XDS_CLUSTER = "xds_cluster";
+const TOKEN_PLACEHOLDER = "__CP_XDS_TOKEN__";
+/** Where the template carries the token: the ADS service and the metrics_service stat sink. */
+const TOKEN_PATHS: (string | number)[][] = [
+  ["dynamic_resources", "ads_config", "grpc_services", 0, "initial_metadata"],
+  ["stats_sinks", 0, "typed_config", "grpc_service", "initial_metadata"],
+];
 
 function loadTemplate(): YAML.Document {
   const doc = YAML.parseDocument(fs.readFileSync(bootstrapTemplatePath, "utf8"));
@@ -149,13 +171,24 @@ export function renderBootstrap(opts: BootstrapOpts): string {
     expectPath(doc, ["dynamic_resources", "ads_config", "api_type"]);
     doc.setIn(["dynamic_resources", "ads_config", "api_type"], opts.apiType);
   }
+  // The token, in the template's own metadata entries (checked, so a changed template fails loudly).
+  const metadata = TOKEN_PATHS.map((p) => {
+    const value: unknown = doc.getIn([...p, 0, "value"]);
+    if (doc.getIn([...p, 0, "key"]) !== "authorization" || typeof value !== "string" || !value.includes(TOKEN_PLACEHOLDER)) {
+      throw new Error(`${bootstrapTemplatePath}: expected ${p.join(".")}[0] to be authorization: "Bearer ${TOKEN_PLACEHOLDER}" (template changed?)`);
+    }
+    const token = opts.xdsToken === undefined ? TEST_XDS_TOKEN : opts.xdsToken;
+    const rendered = token === null ? value : value.replace(TOKEN_PLACEHOLDER, token);
+    doc.setIn([...p, 0, "value"], rendered);
+    return [{ key: "authorization", value: rendered }];
+  })[0]!;
   if (opts.perTypeServices) {
     const source = {
       api_config_source: {
         api_type: opts.apiType ?? "GRPC",
         transport_api_version: "V3",
         set_node_on_first_message_only: true,
-        grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }],
+        grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER }, initial_metadata: metadata }],
       },
       resource_api_version: "V3",
     };

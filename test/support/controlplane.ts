@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
+import { TEST_XDS_TOKEN } from "./bootstrap.ts";
 import { httpRequest, type HttpResponse } from "./http.ts";
 import { freePorts } from "./ports.ts";
 import { repoPath } from "./paths.ts";
@@ -26,7 +27,10 @@ export interface ControlPlaneOptions {
    * module server, 127.0.0.1:<ports.modules>). Replicas share one, as behind a load balancer.
    */
   moduleAddress?: string;
-  /** Further CP_* variables (e.g. CP_TLS_CERT, CP_ADMIN_TOKEN); they win over the ones above. */
+  /**
+   * Further CP_* variables (e.g. CP_TLS_CERT, CP_ADMIN_TOKEN); they win over the ones above.
+   * CP_XDS_TOKEN defaults to TEST_XDS_TOKEN (what rendered bootstraps send); "" turns it off.
+   */
   env?: Record<string, string>;
 }
 
@@ -79,6 +83,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     CP_FILTERS_DIR: opts.filtersDir,
     CP_STATE_FILE: opts.stateFile,
     CP_LOG_LEVEL: process.env.CP_LOG_LEVEL ?? "info",
+    // Authenticated like a deployment: the token every bootstrap rendered by bootstrap.ts sends.
+    CP_XDS_TOKEN: TEST_XDS_TOKEN,
     ...opts.env,
   };
   const child = spawn(process.execPath, ["--import", "tsx", repoPath("controlplane", "main.ts")], {

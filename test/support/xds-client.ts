@@ -160,7 +160,8 @@ export class XdsClient {
   private readonly clients = new Map<ServiceKey, grpc.Client>();
   private readonly streams: XdsStream<unknown, { type_url?: string }>[] = [];
 
-  constructor(private readonly port: number) {}
+  /** `metadata`: sent with every call (e.g. `authorization: Bearer <CP_XDS_TOKEN>`). */
+  constructor(private readonly port: number, private readonly metadata = new grpc.Metadata()) {}
 
   private client(key: ServiceKey): grpc.Client {
     let c = this.clients.get(key);
@@ -173,9 +174,9 @@ export class XdsClient {
   }
 
   private open<Req, Res extends { type_url?: string; nonce?: string }>(key: ServiceKey, kind: "sotw" | "delta"): XdsStream<Req, Res> {
-    const c = this.client(key) as unknown as Record<string, () => grpc.ClientDuplexStream<Req, Res>>;
+    const c = this.client(key) as unknown as Record<string, (m: grpc.Metadata) => grpc.ClientDuplexStream<Req, Res>>;
     const method = methodName(key, kind);
-    const stream = new XdsStream<Req, Res>(c[method]!.call(c), `${key}/${method}`);
+    const stream = new XdsStream<Req, Res>(c[method]!.call(c, this.metadata), `${key}/${method}`);
     this.streams.push(stream as unknown as XdsStream<unknown, { type_url?: string }>);
     return stream;
   }
@@ -190,10 +191,11 @@ export class XdsClient {
 
   /** The unary Fetch* of a per-type service. */
   fetch(key: Exclude<ServiceKey, "ads">, req: DiscoveryRequest): Promise<DiscoveryResponse> {
-    const c = this.client(key) as unknown as Record<string, (req: DiscoveryRequest, cb: (err: grpc.ServiceError | null, res: DiscoveryResponse) => void) => void>;
+    type Fetch = (req: DiscoveryRequest, m: grpc.Metadata, cb: (err: grpc.ServiceError | null, res: DiscoveryResponse) => void) => void;
+    const c = this.client(key) as unknown as Record<string, Fetch>;
     const method = SERVICES[key].fetch;
     return new Promise((resolve, reject) => {
-      c[method]!.call(c, req, (err, res) => (err ? reject(err) : resolve(res)));
+      c[method]!.call(c, req, this.metadata, (err, res) => (err ? reject(err) : resolve(res)));
     });
   }
 

@@ -26,6 +26,7 @@ const ALL_VARIABLES = [
   "CP_AUTO_DISABLE_AFTER",
   "CP_AUTO_DISABLE_WINDOW",
   "CP_ADMIN_TOKEN",
+  "CP_XDS_TOKEN",
   "CP_TLS_CERT",
   "CP_TLS_KEY",
   "CP_TLS_CLIENT_CA",
@@ -33,6 +34,7 @@ const ALL_VARIABLES = [
 ];
 
 const TOKEN = "0123456789abcdef0123";
+const XDS_TOKEN = "fedcba9876543210fedcba9876543210";
 
 function config(argv: string[] = [], env: NodeJS.ProcessEnv = {}): Config {
   const c = loadConfig(argv, env);
@@ -57,7 +59,7 @@ describe("loadConfig", () => {
   test("defaults", () => {
     const c = config();
     assert.deepEqual(c, {
-      xdsHost: "0.0.0.0",
+      xdsHost: "127.0.0.1",
       xdsPort: 18000,
       moduleHost: "0.0.0.0",
       modulePort: 18080,
@@ -148,13 +150,14 @@ describe("loadConfig", () => {
       "--log-level", "trace", "--admin-token", TOKEN, "--tls-cert", "/c.pem", "--tls-key", "/k.pem",
       "--tls-client-ca", "/ca.pem", "--module-tls-ca-for-envoy", "/envoy/ca.pem", "--build-nice", "19",
       "--max-module-bytes", "2048", "--auto-disable-after", "7", "--auto-disable-window", "30",
+      "--xds-token", XDS_TOKEN,
     ]);
     assert.deepEqual(c, {
       xdsPort: 1, xdsHost: "h1", modulePort: 2, moduleHost: "h2", adminPort: 3, adminHost: "h3",
       listenerPort: 4, listenerAddress: "10.1.2.3", upstream: { host: "up", port: 5 },
       moduleAddress: { host: "mod", port: 6 }, filtersDir: "/f", stateFile: "/s.json", logLevel: "trace", buildNice: 19, maxModuleBytes: 2048,
       autoDisableAfter: 7, autoDisableWindowS: 30,
-      adminToken: TOKEN, tls: { certFile: "/c.pem", keyFile: "/k.pem", clientCaFile: "/ca.pem", moduleCaForEnvoy: "/envoy/ca.pem" },
+      adminToken: TOKEN, xdsToken: XDS_TOKEN, tls: { certFile: "/c.pem", keyFile: "/k.pem", clientCaFile: "/ca.pem", moduleCaForEnvoy: "/envoy/ca.pem" },
     });
   });
 
@@ -248,6 +251,48 @@ describe("admin token and TLS settings", () => {
     // No CA for Envoy: it would fetch modules from an unverified server. Refused, not guessed.
     configError([], { CP_TLS_CERT: "/c.pem", CP_TLS_KEY: "/k.pem" }, /CP_MODULE_TLS_CA_FOR_ENVOY/);
     configError([], { CP_TLS_CERT: "/c.pem", CP_TLS_KEY: "/k.pem", CP_MODULE_TLS_CA_FOR_ENVOY: "rel/ca.pem" }, /^CP_MODULE_TLS_CA_FOR_ENVOY="rel\/ca.pem": expected an absolute path/);
+  });
+});
+
+describe("xDS authentication settings", () => {
+  const MTLS = { CP_TLS_CERT: "/c.pem", CP_TLS_KEY: "/k.pem", CP_TLS_CLIENT_CA: "/ca.pem" };
+
+  test("the xDS port binds loopback by default and needs no token there", () => {
+    assert.equal(config().xdsHost, "127.0.0.1");
+    for (const host of ["127.0.0.1", "127.0.0.2", "::1", "localhost"]) {
+      assert.equal(config([], { CP_XDS_HOST: host }).xdsToken, undefined, host);
+    }
+  });
+
+  test("beyond loopback without CP_XDS_TOKEN or mTLS: one ConfigError naming the variables", () => {
+    for (const host of ["0.0.0.0", "::", "10.0.0.1", "cp.example.com"]) {
+      const message = configError([], { CP_XDS_HOST: host }, /^CP_XDS_HOST=/);
+      assert.match(message, /CP_XDS_TOKEN/);
+      assert.match(message, /CP_TLS_CLIENT_CA/);
+    }
+    configError(["--xds-host", "0.0.0.0"], {}, /CP_XDS_TOKEN/);
+    // TLS without client certificates encrypts but does not say who the client is.
+    configError([], { CP_XDS_HOST: "0.0.0.0", CP_TLS_CERT: "/c.pem", CP_TLS_KEY: "/k.pem", CP_MODULE_TLS_CA_FOR_ENVOY: "/ca.pem" }, /CP_XDS_TOKEN/);
+  });
+
+  test("beyond loopback with a token, with mTLS, or with both: accepted", () => {
+    assert.equal(config([], { CP_XDS_HOST: "0.0.0.0", CP_XDS_TOKEN: XDS_TOKEN }).xdsToken, XDS_TOKEN);
+    const mtls = config([], { CP_XDS_HOST: "0.0.0.0", ...MTLS });
+    assert.equal(mtls.xdsToken, undefined);
+    assert.equal(mtls.tls?.clientCaFile, "/ca.pem");
+    assert.equal(config([], { CP_XDS_HOST: "0.0.0.0", ...MTLS, CP_XDS_TOKEN: XDS_TOKEN }).xdsToken, XDS_TOKEN);
+    assert.equal(config([], { CP_XDS_TOKEN: XDS_TOKEN }).xdsToken, XDS_TOKEN, "on loopback too");
+  });
+
+  test("a short token or one with characters a header or the compose template cannot carry is refused, never echoed", () => {
+    for (const bad of ["short-token", "has a space in it, long enough", "quote\"in-it-0123456789", "pipe|in-it-0123456789", "amp&in-it-0123456789"]) {
+      const message = configError([], { CP_XDS_TOKEN: bad }, /^CP_XDS_TOKEN: /);
+      assert.ok(!message.includes(bad), `the token is never echoed: ${message}`);
+    }
+    // Hex, base64 and base64url tokens are fine.
+    for (const good of ["0123456789abcdef", "AbC+/dEf0123456789==", "AbC-_dEf0123456789~."]) {
+      assert.equal(config([], { CP_XDS_TOKEN: good }).xdsToken, good);
+    }
   });
 });
 

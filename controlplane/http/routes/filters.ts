@@ -1,6 +1,8 @@
 import { createHash } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { moduleCapabilities, parseCapabilityList } from "../../build/capabilities.ts";
+import { ROOT_ID_RULE, ROOT_ID_SOURCE } from "../../build/manifest.ts";
+import { preflightModule } from "../../build/preflight.ts";
 import { formatBytes, validateModule } from "../../build/validate.ts";
 import { effectiveFilters, type EffectiveFilter } from "../../registry/effective.ts";
 import type { FilterChoice } from "../../state/operator-state.ts";
@@ -67,6 +69,11 @@ const detailSchema = {
     envoys: { type: "array", items: { type: "object", properties: { node: { type: "string" }, cluster: { type: "string" }, sha256: { type: ["string", "null"] } } } },
   },
 } as const;
+const MODULE_BODY = {
+  description: "the module's bytes (a proxy-wasm ABI 0.2.x Wasm binary)",
+  content: Object.fromEntries(["application/wasm", "application/octet-stream"]
+    .map((type) => [type, { schema: { type: "string", format: "binary" } }])),
+};
 const responses = (ok: object) => ({ 200: ok, 400: errorSchema, 404: errorSchema });
 
 /** The API shape of a filter: what it is, whether and how Envoy runs it, how its build went. */
@@ -207,6 +214,9 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
   app.addContentTypeParser(["application/wasm", "application/octet-stream"], { parseAs: "buffer", bodyLimit: maxModuleBytes }, (_req, body, done) => done(null, body));
   app.put<{ Params: { name: string }; Querystring: { rootId?: string; capabilities?: string }; Body: Buffer }>("/api/filters/:name/module", {
     bodyLimit: maxModuleBytes,
+    // The body is raw bytes, which a JSON schema cannot validate (fastify would check the Buffer
+    // against it): the request body is declared for the OpenAPI document only.
+    config: { swaggerTransform: ({ schema, url }) => ({ schema: { ...schema, body: MODULE_BODY }, url }) },
     // Refuse an announced oversize body before reading it, with the reason (the body limit
     // alone answers a bare "Request body is too large", and only after reading that much).
     onRequest: async (req, reply) => {
@@ -218,7 +228,7 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     schema: {
       summary: "Upload a prebuilt proxy-wasm module (application/wasm); served and pushed like a built one", tags: ["filters"], params: nameParams,
       querystring: { type: "object", additionalProperties: false, properties: {
-        rootId: { type: "string", minLength: 1, maxLength: 128, description: "root id the module registers (default: the filter name)" },
+        rootId: { type: "string", pattern: ROOT_ID_SOURCE, description: `root id the module registers (default: the filter name); ${ROOT_ID_RULE}` },
         capabilities: { type: "string", maxLength: 1024, description: "comma-separated capability groups the module needs beyond the base set (as filter.json `capabilities`)" },
       } },
       response: { ...responses(filterSchema), 413: errorSchema },
@@ -233,10 +243,20 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     const bytes = new Uint8Array(req.body);
     const checked = validateModule(bytes, { maxBytes: maxModuleBytes });
     if (!checked.ok) return reply.code(bytes.byteLength > maxModuleBytes ? 413 : 400).send({ error: `${name}: ${checked.error}` });
+    const rootId = req.query.rootId ?? name;
+    // Started as Envoy would start it, with this root id and the filter's configuration: a module
+    // that does not create that root context (or traps, or refuses the configuration) would make
+    // Envoy fail every request through the listener once pushed.
+    const configuration = find(name)?.configuration ?? "";
+    const preflight = await preflightModule(bytes, { rootId, configuration });
+    if (!preflight.ok) {
+      req.log.warn({ filter: name, rootId, error: preflight.error }, "uploaded module refused by the pre-flight");
+      return reply.code(400).send({ error: `${name}: the module does not start with root id ${JSON.stringify(rootId)}: ${preflight.error}` });
+    }
     const capabilities = moduleCapabilities(bytes, declared.groups);
     const sha256 = createHash("sha256").update(bytes).digest("hex");
     const prior = deps.registry.get(name);
-    deps.registry.buildSucceeded(name, bytes, { sha256, rootId: req.query.rootId ?? name, buildMs: 0, source: "upload", capabilities }, prior?.defaults ?? {});
+    deps.registry.buildSucceeded(name, bytes, { sha256, rootId, buildMs: 0, source: "upload", capabilities }, prior?.defaults ?? {});
     deps.events.emit({ type: "build.succeeded", filter: name, sha256, buildMs: 0, bytes: bytes.byteLength });
     req.log.info({ filter: name, sha256, bytes: bytes.byteLength }, "prebuilt module uploaded");
     const updated = find(name);

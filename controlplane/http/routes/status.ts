@@ -50,6 +50,8 @@ export async function statusRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     return {
       policy: { autoDisableAfter: h.policy.threshold, windowSeconds: h.policy.windowMs / 1000 },
       statsReporters: h.statsReporters(),
+      // Stats from streams not bound to their node's xDS connection: dropped (health/metrics-service.ts).
+      droppedStats: h.droppedStats(),
       // Envoy counts runtime failures per plugin only with FAIL_RELOAD: other filters are not watched.
       filters: Object.fromEntries(effectiveFilters(deps.registry, deps.state).map((f) => [f.name, { ...h.health(f.name), watched: f.failPolicy === "reload" }])),
     };

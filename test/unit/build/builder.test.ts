@@ -1,6 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -86,6 +86,33 @@ describe("buildFilter", () => {
     const fake = fakeCompile();
     assert.match(errorOf(await buildFilter(filters, "mismatch", { compile: fake.compile })), /^mismatch: filter\.json rootId "other" is not registered.*"real"/);
     assert.equal(fake.calls.length, 0, "no compile for a filter that cannot work");
+  });
+
+  test("a root id in the source outside the safe charset is an error", async () => {
+    await addFilter("odd-root", { "index.ts": filterSource({ rootId: "has space" }) });
+    const fake = fakeCompile();
+    assert.match(errorOf(await buildFilter(filters, "odd-root", { compile: fake.compile })), /^odd-root: root id "has space" is not a valid root id \(1-128 characters/);
+    assert.equal(fake.calls.length, 0);
+  });
+
+  test("files linked out of the filters folder are not read", async () => {
+    const elsewhere = await mkdtemp(path.join(tmpdir(), "wasm-xds-elsewhere-"));
+    try {
+      await writeFile(path.join(elsewhere, "index.ts"), filterSource({ rootId: "linked" }));
+      await writeFile(path.join(elsewhere, "secret.ts"), "export const SECRET: string = \"s3cret\";\n");
+      await mkdir(path.join(filters, "linked-entry"));
+      await symlink(path.join(elsewhere, "index.ts"), path.join(filters, "linked-entry", "index.ts"));
+      const fake = fakeCompile();
+      assert.match(errorOf(await buildFilter(filters, "linked-entry", { compile: fake.compile })), /^linked-entry: index\.ts resolves to .*outside the filters folder/);
+      assert.equal(fake.calls.length, 0);
+
+      // A library file linked in from elsewhere: asc does not get to read it (real compile).
+      await addFilter("linked-lib", { "index.ts": `import { SECRET } from "./secret";\n${filterSource({ rootId: "linked-lib", statement: "if (SECRET.length == 0) return FilterHeadersStatusValues.Continue;" })}` });
+      await symlink(path.join(elsewhere, "secret.ts"), path.join(filters, "linked-lib", "secret.ts"));
+      assert.match(errorOf(await buildFilter(filters, "linked-lib")), /secret.*not found|File '.*secret\.ts' not found/);
+    } finally {
+      await rm(elsewhere, { recursive: true, force: true });
+    }
   });
 
   test("manifest errors carry the filter name and keep no manifest", async () => {

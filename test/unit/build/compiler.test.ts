@@ -74,6 +74,21 @@ describe("compileFilter", () => {
     assert.ok(validateModule(expectOk(await compileFilter(ADD_HEADER))).ok);
   });
 
+  test("a worker that dies says what crashed: the file, the exit code and its last output", async () => {
+    // The test hook in compile-worker.ts exits the worker the way an Emscripten abort does.
+    await closeCompiler();
+    process.env.WASM_XDS_TEST_COMPILER_CRASH = "crash-marker";
+    try {
+      const file = await filterFile("crash-marker", filterSource({}));
+      const error = expectError(await compileFilter(file));
+      assert.match(error, /^compiler worker exited \(code 7\) while compiling \S*crash-marker\/index\.ts; its last output: Aborted\(simulated compiler crash/);
+    } finally {
+      delete process.env.WASM_XDS_TEST_COMPILER_CRASH;
+      await closeCompiler();
+    }
+    assert.ok(validateModule(expectOk(await compileFilter(ADD_HEADER))).ok, "the next compile gets a fresh worker");
+  });
+
   test("a filter outside the repo uses this control plane's proxy-runtime", async () => {
     // A decoy runtime in the node_modules asc searches first (the one under its base
     // directory): it must not be used.

@@ -46,10 +46,20 @@ describe("parseManifest", () => {
     assert.equal(errorOf(`{"order": "1"}`), `filter.json: "order" must be an integer, got "1"`);
     assert.equal(errorOf(`{"enabled": "yes"}`), `filter.json: "enabled" must be true or false, got "yes"`);
     assert.equal(errorOf(`{"configuration": {"a": 1}}`), `filter.json: "configuration" must be a string, got an object`);
-    assert.equal(errorOf(`{"rootId": ""}`), `filter.json: "rootId" must be a non-empty string, got ""`);
+    assert.equal(errorOf(`{"rootId": ""}`), `filter.json: "rootId" must be a root id (1-128 characters from A-Z, a-z, 0-9, '.', '_', ':' and '-'), got ""`);
     assert.equal(errorOf(`{"failPolicy": "skip"}`), `filter.json: "failPolicy" must be one of "open", "closed", "reload", got "skip"`);
     assert.equal(errorOf(`[1]`), "filter.json: must be a JSON object, got an array");
     assert.equal(errorOf(`null`), "filter.json: must be a JSON object, got null");
+  });
+
+  test("a root id outside the safe charset is refused (NUL, newline, space, too long)", () => {
+    for (const bad of ["a\u0000b", "a\nb", "a b", "x".repeat(129), "é"]) {
+      assert.match(errorOf(JSON.stringify({ rootId: bad })), /"rootId" must be a root id \(1-128 characters/, JSON.stringify(bad));
+    }
+    for (const good of ["add-header", "my_root.v2:x", "x".repeat(128)]) {
+      const r = parseManifest(JSON.stringify({ rootId: good }));
+      assert.ok(r.ok && r.manifest.rootId === good, good);
+    }
   });
 
   test("reports bad JSON with the parser's message and a line", () => {

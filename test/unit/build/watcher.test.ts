@@ -1,7 +1,7 @@
 import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { renameSync, truncateSync, unlinkSync, writeFileSync } from "node:fs";
-import { mkdir, mkdtemp, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, realpath, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { listFilters, watchFilters, type FilterWatcher } from "../../../controlplane/build/watcher.ts";
@@ -166,5 +166,63 @@ describe("watchFilters", () => {
 
   test("no watcher errors", () => {
     assert.deepEqual(events.filter((e) => e.startsWith("error")), []);
+  });
+});
+
+describe("watchFilters: names it ignores, and links", () => {
+  test("an invalid folder name is reported once with the rule; a link out of the folder is not followed", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "wasm-xds-watch-links-"));
+    const outside = await mkdtemp(path.join(tmpdir(), "wasm-xds-big-"));
+    const events: string[] = [];
+    const ignored: [string, string][] = [];
+    let watcher: FilterWatcher | undefined;
+    try {
+      // A big tree outside (like node_modules), linked into the filters folder.
+      for (let i = 0; i < 200; i++) {
+        await mkdir(path.join(outside, `pkg${i}`, "lib"), { recursive: true });
+        await writeFile(path.join(outside, `pkg${i}`, "lib", "index.ts"), "// x");
+      }
+      await writeFile(path.join(outside, "index.ts"), "// a filter-looking entry");
+      for (const name of ["a", "sentinel", "Bad Name", "_lib"]) await mkdir(path.join(dir, name));
+      await writeFile(path.join(dir, "a", "index.ts"), "// a");
+      await writeFile(path.join(dir, "sentinel", "index.ts"), "// s");
+      await symlink(outside, path.join(dir, "node-modules-link"));
+      await symlink(path.join(dir, "a"), path.join(dir, "inside-link"));
+
+      assert.deepEqual(await listFilters(dir), ["a", "inside-link", "sentinel"], "a link to a folder inside counts, one out does not");
+      watcher = watchFilters(dir, {
+        changed: (name) => void events.push(`changed ${name}`),
+        removed: (name) => void events.push(`removed ${name}`),
+        ignored: (name, reason) => void ignored.push([name, reason]),
+      }, { debounceMs: 60 });
+      await watcher.ready;
+
+      const watched = watcher.watched();
+      const real = await realpath(outside);
+      assert.ok(!watched.some((p) => p.startsWith(path.join(dir, "node-modules-link") + path.sep) || p.startsWith(real + path.sep)),
+        `nothing under the link is watched: ${watched.filter((p) => p.includes("pkg")).slice(0, 5).join(", ")}`);
+      assert.ok(watched.length < 40, `a handful of paths, not the linked tree: ${watched.length}`);
+
+      // Touch the invalid folder again and create another one: each name is reported once.
+      await writeFile(path.join(dir, "Bad Name", "index.ts"), "// not a filter");
+      await mkdir(path.join(dir, "Also.Bad"));
+      await writeFile(path.join(dir, "sentinel", "index.ts"), `// ${Date.now()}`);
+      await waitFor(() => events.includes("changed sentinel") && ignored.some(([n]) => n === "Also.Bad"), () => `events ${JSON.stringify(events)} ignored ${JSON.stringify(ignored)}`);
+      // An edit inside the linked tree reaches nobody.
+      await writeFile(path.join(outside, "index.ts"), "// edited");
+      events.length = 0;
+      await writeFile(path.join(dir, "sentinel", "index.ts"), `// ${Date.now()} again`);
+      await waitFor(() => events.includes("changed sentinel"), () => `events ${JSON.stringify(events)}`);
+
+      assert.deepEqual(events, ["changed sentinel"], "the edit through the link was not seen");
+      const names = ignored.map(([n]) => n).sort();
+      assert.deepEqual(names, ["Also.Bad", "Bad Name", "node-modules-link"], "each once");
+      assert.match(ignored.find(([n]) => n === "Bad Name")![1], /not a valid filter name \(use a-z, 0-9/);
+      assert.match(ignored.find(([n]) => n === "node-modules-link")![1], /symbolic link out of the filters folder/);
+    } finally {
+      await watcher?.close();
+      await rm(dir, { recursive: true, force: true });
+      await rm(outside, { recursive: true, force: true });
+    }
   });
 });

@@ -5,6 +5,7 @@ import * as grpc from "@grpc/grpc-js";
 import { after, before, describe, test } from "node:test";
 import { addMetricsService, METRICS_SERVICE_PATH, type RuntimeFailureReport } from "../../../controlplane/health/metrics-service.ts";
 import { encodeStreamMetricsMessage, type SinkMessage, type SinkNode } from "../../../controlplane/health/metrics-wire.ts";
+import { XdsAuth } from "../../../controlplane/xds/auth.ts";
 import { listenXds } from "../../../controlplane/xds/xds-server.ts";
 import { waitFor } from "../../support/wait.ts";
 
@@ -19,7 +20,7 @@ describe("MetricsService", () => {
 
   before(async () => {
     server = new grpc.Server();
-    addMetricsService(server, { opened: (n) => opened.push(n), closed: (n) => closed.push(n), heard: (n) => heard.push(n.id), report: (r) => reports.push(r) }, quiet);
+    addMetricsService(server, { opened: (n) => opened.push(n), closed: (n) => closed.push(n), heard: (n) => heard.push(n.id), report: (r) => reports.push(r), dropped: () => assert.fail("no binding: nothing dropped") }, quiet);
     const port = await listenXds(server, "127.0.0.1", 0);
     client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   });
@@ -68,5 +69,119 @@ describe("MetricsService", () => {
     const err = await s.end();
     assert.equal(err?.code, grpc.status.INVALID_ARGUMENT);
     assert.match(err?.details ?? "", /identifier\.node/);
+  });
+});
+
+describe("MetricsService: authentication and binding to the node's xDS connection", () => {
+  const TOKEN = "0123456789abcdef0123456789abcdef";
+  let server: grpc.Server;
+  let port: number;
+  const clients: grpc.Client[] = [];
+  const reports: RuntimeFailureReport[] = [];
+  const opened: { node: SinkNode; peer: string }[] = [];
+  const dropped: { node: SinkNode; peer: string }[] = [];
+  const warnings: string[] = [];
+  /** Which (node, peer) pairs have an xDS stream; the tests change it. */
+  let hasStream: (node: SinkNode, peer: string) => boolean = () => false;
+  const asked: string[] = [];
+
+  before(async () => {
+    server = new grpc.Server();
+    const log = { info: () => undefined, warn: (_o: object, msg: string) => void warnings.push(msg) };
+    addMetricsService(server, {
+      opened: (node, peer) => opened.push({ node, peer }), closed: () => undefined, heard: () => undefined,
+      report: (r) => reports.push(r), dropped: (node, peer) => dropped.push({ node, peer }),
+    }, log, {
+      auth: new XdsAuth({ token: TOKEN }),
+      bound: (node, peer) => {
+        asked.push(peer);
+        return hasStream(node, peer);
+      },
+    });
+    port = await listenXds(server, "127.0.0.1", 0);
+  });
+  after(() => {
+    for (const c of clients) c.close();
+    server.forceShutdown();
+  });
+  const reset = (): void => {
+    for (const list of [reports, opened, dropped, warnings, asked] as unknown[][]) list.length = 0;
+    hasStream = () => false;
+  };
+
+  function stream(metadata: grpc.Metadata): { write(m: SinkMessage): void; end(): Promise<grpc.ServiceError | null> } {
+    const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    clients.push(client);
+    let done!: (e: grpc.ServiceError | null) => void;
+    const result = new Promise<grpc.ServiceError | null>((resolve) => (done = resolve));
+    const call = client.makeClientStreamRequest(METRICS_SERVICE_PATH, (m: SinkMessage) => Buffer.from(encodeStreamMetricsMessage(m)), (b: Buffer) => b, metadata, (err) => done(err));
+    return { write: (m) => call.write(m), end: () => { call.end(); return result; } };
+  }
+  const bearer = (token: string): grpc.Metadata => {
+    const m = new grpc.Metadata();
+    m.set("authorization", `Bearer ${token}`);
+    return m;
+  };
+  const reloads = (value: number): SinkMessage["metrics"] => [{ name: "wasm.f.vm_reload_success", kind: "counter", value }];
+  const node = { id: "envoy-1", cluster: "edge" };
+
+  test("without the token, or with another one: UNAUTHENTICATED before any message is read", async () => {
+    reset();
+    for (const metadata of [new grpc.Metadata(), bearer("0123456789abcdef0123456789abcdeX"), bearer(""), (() => {
+      const m = new grpc.Metadata();
+      m.set("authorization", TOKEN); // the token without the Bearer scheme
+      return m;
+    })()]) {
+      const s = stream(metadata);
+      s.write({ node, metrics: reloads(0) });
+      s.write({ metrics: reloads(10) });
+      const err = await s.end();
+      assert.equal(err?.code, grpc.status.UNAUTHENTICATED, `${JSON.stringify(metadata.getMap())}: ${err?.details}`);
+    }
+    assert.deepEqual([reports, opened, dropped, asked], [[], [], [], []], "nothing reached the sink or the binding");
+  });
+
+  test("with the token but no xDS stream of that node on the connection: every message dropped, one warning", async () => {
+    reset();
+    const s = stream(bearer(TOKEN));
+    s.write({ node, metrics: reloads(0) });
+    for (let i = 1; i <= 3; i++) s.write({ metrics: reloads(10 * i) });
+    assert.equal(await s.end(), null);
+    assert.equal(dropped.length, 4);
+    assert.deepEqual(dropped[0]?.node, node);
+    assert.deepEqual([reports, opened], [[], []]);
+    assert.equal(warnings.filter((w) => w.startsWith("stats dropped")).length, 1, "logged once per stream");
+  });
+
+  test("reports of another node than the connection's xDS stream are dropped", async () => {
+    reset();
+    hasStream = (n) => n.id === "envoy-1";
+    const s = stream(bearer(TOKEN));
+    s.write({ node: { id: "envoy-2", cluster: "edge" }, metrics: reloads(0) });
+    s.write({ metrics: reloads(10) });
+    assert.equal(await s.end(), null);
+    assert.deepEqual([reports.length, opened.length, dropped.length], [0, 0, 2]);
+  });
+
+  test("a stream that opens before its node's xDS stream counts once bound, failures in between included", async () => {
+    reset();
+    const s = stream(bearer(TOKEN));
+    s.write({ node, metrics: reloads(2) }); // baseline: counted before we heard of it
+    s.write({ metrics: reloads(5) }); // unbound: dropped, not folded in
+    await waitFor(() => dropped.length === 2, { what: "two dropped messages", timeoutMs: 5000 });
+    const peer = asked[0]!;
+    assert.match(peer, /^127\.0\.0\.1:\d+$/, "the binding is asked with the connection's address:port");
+    hasStream = (n, p) => n.id === node.id && n.cluster === node.cluster && p === peer;
+    s.write({ metrics: reloads(7) });
+    await waitFor(() => reports.length === 1, { what: "the first bound report", timeoutMs: 5000 });
+    assert.deepEqual(reports[0]?.failures, new Map([["f", 5]]), "7 - baseline 2: the rise while unbound counts too");
+    assert.deepEqual(opened, [{ node, peer }]);
+    // Bound for the stream's life: the connection cannot change under it.
+    hasStream = () => false;
+    s.write({ metrics: reloads(8) });
+    await waitFor(() => reports.length === 2, { what: "a later report", timeoutMs: 5000 });
+    assert.deepEqual(reports[1]?.failures, new Map([["f", 1]]));
+    assert.equal(await s.end(), null);
+    assert.equal(dropped.length, 2);
   });
 });

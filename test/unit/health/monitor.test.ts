@@ -158,4 +158,15 @@ describe("HealthMonitor", () => {
     monitor.closed(node);
     assert.deepEqual(monitor.statsReporters(), []);
   });
+
+  test("dropped stats are counted with the last one's node and peer, and change nothing else", async () => {
+    const { monitor, events } = await setup();
+    assert.deepEqual(monitor.droppedStats(), { reports: 0, last: null });
+    const at = Date.now();
+    monitor.dropped(node, "127.0.0.1:5", at - 1);
+    monitor.dropped({ id: "envoy-2", cluster: "edge" }, "127.0.0.1:6", at);
+    assert.deepEqual(monitor.droppedStats(), { reports: 2, last: { node: "envoy-2", cluster: "edge", peer: "127.0.0.1:6", at: new Date(at).toISOString() } });
+    assert.deepEqual(monitor.statsReporters(), [], "a dropped stream is no reporter");
+    assert.deepEqual(events.since(), [], "no event");
+  });
 });

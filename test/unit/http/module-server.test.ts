@@ -222,3 +222,49 @@ describe("module server over a real socket", () => {
     await app.close();
   });
 });
+
+describe("module server: ?node= values cannot grow the fetch tracker", () => {
+  test("thousands of unique and huge node values over real HTTP leave it bounded; a live node is still tracked", async () => {
+    const registry = new FilterRegistry();
+    const m = module("flood");
+    add(registry, "f", m);
+    const fetches = new FetchTracker();
+    // The live Envoy: its ECDS delivery subscribes, as a stream does.
+    const woken: string[] = [];
+    const unsubscribe = fetches.onCompleted("envoy-live", (node) => void woken.push(node));
+    const server = createModuleServer(registry, fetches, log);
+    await server.listen({ host: "127.0.0.1", port: 0 });
+    const base = `http://127.0.0.1:${(server.server.address() as AddressInfo).port}`;
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+    const getOne = (node: string) => new Promise<number>((resolve, reject) => {
+      http.get(`${base}/modules/${m.sha256}.wasm?node=${encodeURIComponent(node)}`, { agent }, (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode ?? 0));
+        res.on("error", reject);
+      }).on("error", reject);
+    });
+    try {
+      const statuses: number[] = [];
+      const UNIQUE = 3000;
+      const HUGE = 200;
+      for (let batch = 0; batch < UNIQUE + HUGE; batch += 100) {
+        statuses.push(...await Promise.all(Array.from({ length: 100 }, (_, i) => {
+          const n = batch + i;
+          // ~15 KB: under Node's 16 KB header limit, far over the tracker's cap.
+          return getOne(n < UNIQUE ? `stranger-${n}` : `${n}-${"h".repeat(15_000)}`);
+        })));
+      }
+      assert.equal(statuses.length, UNIQUE + HUGE);
+      assert.ok(statuses.every((s) => s === 200), "every download is still served");
+      assert.equal(await getOne("envoy-live"), 200);
+      await waitFor(() => fetches.state("envoy-live", m.sha256, 0) === "done", { timeoutMs: 5000, what: "the live node's fetch recorded" });
+      assert.equal(fetches.size, 1, "only the live node's download is kept");
+      assert.equal(fetches.nodes, 1);
+      assert.deepEqual(woken, ["envoy-live"]);
+    } finally {
+      unsubscribe();
+      agent.destroy();
+      await server.close();
+    }
+  });
+});
