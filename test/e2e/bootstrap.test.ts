@@ -17,7 +17,7 @@ import net from "node:net";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import YAML from "yaml";
-import { renderBootstrap, writeBootstrap, type AdsApiType } from "../support/bootstrap.ts";
+import { renderBootstrap, TEST_XDS_TOKEN, writeBootstrap, type AdsApiType } from "../support/bootstrap.ts";
 import { startEnvoy, validateConfig, type EnvoyProcess } from "../support/envoy.ts";
 import { bootstrapTemplatePath, makeWorkDir } from "../support/paths.ts";
 import { freePort } from "../support/ports.ts";
@@ -69,7 +69,8 @@ describe("renderBootstrap", () => {
   test("overrides only the xDS endpoint, admin address, node and api_type", () => {
     const template: unknown = YAML.parse(fs.readFileSync(bootstrapTemplatePath, "utf8"));
     const rendered: unknown = YAML.parse(
-      renderBootstrap({ xdsPort: 4321, adminPort: 1234, nodeId: "n-1", nodeCluster: "c-1", apiType: "DELTA_GRPC" }),
+      // xdsToken null: the template's token placeholder stays (the token is checked below).
+      renderBootstrap({ xdsPort: 4321, adminPort: 1234, nodeId: "n-1", nodeCluster: "c-1", apiType: "DELTA_GRPC", xdsToken: null }),
     );
 
     // Apply the documented overrides to the template by hand; the rest must be identical.
@@ -100,6 +101,9 @@ describe("renderBootstrap", () => {
     const text = JSON.stringify(rendered);
     assert.match(text, /"type":"STRICT_DNS"/);
     assert.match(text, /"address":"localhost","port_value":18000/);
+    // By default both grpc_services (ADS, stats sink) send the test run's xDS token.
+    assert.equal(text.split(`"value":"Bearer ${TEST_XDS_TOKEN}"`).length - 1, 2);
+    assert.ok(!text.includes("__CP_XDS_TOKEN__"));
   });
 });
 
