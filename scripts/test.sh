@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the node:test suites on Node 20, which does not expand globs in `node --test` arguments
-# (Node >= 21 does): bash expands test/<suite>/**/*.test.ts here instead.
+# Runs the node:test suites. Node 20 does not expand globs in `node --test` arguments (Node >= 21
+# does), so bash expands test/<suite>/**/*.test.ts here, the same on every Node line.
 #
 #   bash scripts/test.sh                 # unit + e2e
 #   bash scripts/test.sh e2e             # one suite

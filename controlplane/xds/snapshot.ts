@@ -70,12 +70,7 @@ export function encodeSnapshot(set: ResourceSet, previous?: Snapshot): Snapshot 
   return { types };
 }
 
-/**
- * The version of a set of resources: a hash over (name, version) in name order. A type's version
- * is the version of all its resources, so a SotW response naming every resource of a type
- * carries the type's version, and one naming a subset carries the version of exactly that
- * subset (an Envoy that says it holds it holds those resources, no more).
- */
+/** The version of a set of resources: a hash over (name, version) in name order. */
 export function versionOf(resources: Iterable<EncodedResource>): string {
   const sorted = [...resources].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return shortHash(sorted.map((r) => `${r.name}=${r.version}`).join("\n"));

@@ -2,7 +2,7 @@ import type { TypeStatus } from "./client-status.ts";
 import type { DiscoveryRequest, DiscoveryResponse } from "./discovery-types.ts";
 import { EcdsDelivery, type EcdsSent } from "./ecds-delivery.ts";
 import { checkResourceNames, SessionBase, type SessionDeps } from "./session-common.ts";
-import { versionOf, type EncodedResource, type Snapshot } from "./snapshot.ts";
+import type { EncodedResource, Snapshot } from "./snapshot.ts";
 import { CLUSTER, EXTENSION_CONFIG, LISTENER, PUSH_ORDER } from "./type-urls.ts";
 
 export { ProtocolError } from "./session-common.ts";
@@ -16,8 +16,8 @@ interface Subscription {
   wildcard: boolean;
   /**
    * The version a reconnecting Envoy said it holds (version_info on a request with no nonce,
-   * before this stream sent it anything). Versions are content hashes of exactly the resources
-   * a response carried (snapshot.ts versionOf), so it proves what the Envoy holds: no more.
+   * before this stream sent it anything). Versions are content hashes over every resource of
+   * the type (snapshot.ts versionOf): they prove what the Envoy holds only when it asks for all.
    */
   envoyHas?: string;
   /** Sorted names of the last response; a request naming a different set gets a response. */
@@ -165,9 +165,12 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     // A named type with no names is an unsubscription (e.g. the last Wasm filter went away).
     if (!sub.wildcard && st.resourceNames.length === 0) return;
     const selected = this.selected(sub, snapshot);
-    // The version of exactly what this Envoy asked for (the type's own when that is everything).
-    const wanted = selected.length === current.resources.size ? current.version : versionOf(selected);
-    if (!force && st.sentVersion === undefined && sub.envoyHas === wanted) {
+    const wanted = current.version;
+    // A type version covers every resource of the type: an Envoy that holds it and asks for all
+    // of them holds what it asks for. One that names a subset may have been sent fewer names
+    // than it asks for now (a filter added while the control plane was down): answer it.
+    const holdsAll = sub.envoyHas === wanted && (sub.wildcard || selected.length === current.resources.size);
+    if (!force && st.sentVersion === undefined && holdsAll) {
       // Reconnected holding exactly what it asks for: it reloads nothing, we send nothing.
       st.sentVersion = st.ackedVersion = wanted;
       sub.namesAtLastResponse = st.resourceNames.join("\n");

