@@ -15,12 +15,20 @@ export interface Config {
   upstream: HostPort;
   moduleAddress: HostPort;
   filtersDir: string;
+  /** Operator state (enable/disable, order, pins, ...): CP_STATE_FILE, default <state dir>/state.json. */
   stateFile: string;
+  /**
+   * CP_STATE_DIR when set: modules by sha256 and per-filter records (uploads, retained history,
+   * the build cache). Unset: the folder of stateFile (./.state by default); see stateDirOf().
+   */
+  stateDir?: string;
   logLevel: string;
   /** Largest module ever announced to Envoy, built or uploaded (CP_MAX_MODULE_BYTES). */
   maxModuleBytes: number;
   /** Nice value (0-19) of the compile thread, so a build yields the CPU to a co-located Envoy. */
   buildNice: number;
+  /** CP_BUILD_WORKERS when set: compiles at once; unset: defaultBuildWorkers(). */
+  buildWorkers?: number;
   /** Runtime failures of a filter (Envoy stats) within autoDisableWindowS that trigger a rollback or disable; 0 = off. */
   autoDisableAfter: number;
   autoDisableWindowS: number;
@@ -73,9 +81,11 @@ const SETTINGS: readonly Setting[] = [
   { env: "CP_UPSTREAM", flag: "upstream", help: "host:port Envoy routes requests to", default: () => "echo:8080" },
   { env: "CP_MODULE_ADDRESS", flag: "module-address", help: "host:port at which Envoy reaches the module server", default: (p) => `host.docker.internal:${p.CP_MODULE_PORT ?? "18080"}` },
   { env: "CP_FILTERS_DIR", flag: "filters-dir", help: "directory of AssemblyScript filters", default: () => "./filters" },
-  { env: "CP_STATE_FILE", flag: "state-file", help: "where enable/disable choices persist", default: () => "./.state/state.json" },
+  { env: "CP_STATE_DIR", flag: "state-dir", help: "where modules (built and uploaded, by sha256), filter histories and the build cache persist", default: (p) => (p.CP_STATE_FILE ? path.dirname(p.CP_STATE_FILE) : "./.state"), defaultHelp: "./.state, or the folder of the state file when only that is set" },
+  { env: "CP_STATE_FILE", flag: "state-file", help: "where operator choices (enable/disable, order, pins, ...) persist", default: (p) => path.join(p.CP_STATE_DIR ?? "./.state", "state.json"), defaultHelp: "<CP_STATE_DIR>/state.json" },
   { env: "CP_LOG_LEVEL", flag: "log-level", help: "pino log level", default: () => "info" },
   { env: "CP_MAX_MODULE_BYTES", flag: "max-module-bytes", help: "largest Wasm module (bytes) built or uploaded that is ever pushed to Envoy", default: () => String(8 * 1024 * 1024), defaultHelp: "8388608 = 8 MiB" },
+  { env: "CP_BUILD_WORKERS", flag: "build-workers", help: "compiles run at once (each a worker thread of ~250 MB while warm); those beyond cores-1 run at nice 19 so a co-located Envoy keeps a core", default: () => "", defaultHelp: "cores, at most 4" },
   { env: "CP_BUILD_NICE", flag: "build-nice", help: "nice value 0-19 of the compile thread, e.g. 10 to favour a co-located Envoy under CPU pressure", default: () => "0" },
   { env: "CP_AUTO_DISABLE_AFTER", flag: "auto-disable-after", help: "crashes of a filter's Wasm VM (Envoy FAIL_RELOAD reload stats) within the window that make the control plane roll it back or disable it (0: off)", default: () => "5" },
   { env: "CP_AUTO_DISABLE_WINDOW", flag: "auto-disable-window", help: "seconds over which CP_AUTO_DISABLE_AFTER counts failures", default: () => "60" },
@@ -131,6 +141,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | "he
     autoDisableAfter: intInRange(get, "CP_AUTO_DISABLE_AFTER", 0, 1_000_000),
     autoDisableWindowS: intInRange(get, "CP_AUTO_DISABLE_WINDOW", 1, 86_400),
   };
+  if (raw.CP_STATE_DIR !== undefined) config.stateDir = path.resolve(raw.CP_STATE_DIR);
+  if (get("CP_BUILD_WORKERS") !== "") config.buildWorkers = intInRange(get, "CP_BUILD_WORKERS", 1, 64);
   const token = adminToken(get, config.adminHost);
   if (token !== undefined) config.adminToken = token;
   const tls = tlsConfig(get);
@@ -138,6 +150,16 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | "he
   const xds = xdsToken(get, config.xdsHost, tls?.clientCaFile !== undefined);
   if (xds !== undefined) config.xdsToken = xds;
   return config;
+}
+
+/** Where modules and filter records live: CP_STATE_DIR, else the state file's folder. */
+export function stateDirOf(config: Pick<Config, "stateDir" | "stateFile">): string {
+  return config.stateDir ?? path.dirname(config.stateFile);
+}
+
+/** Compiles at once by default: one per core, at most 4 (each worker holds ~250 MB). */
+export function defaultBuildWorkers(cores: number): number {
+  return Math.max(1, Math.min(cores, 4));
 }
 
 /** Loopback: 127.0.0.0/8, ::1 (also IPv4-mapped), or the name localhost. */

@@ -1,14 +1,16 @@
 // Entry for `npm run cp`: parse config, wire the parts in data-flow order, handle signals.
 //   filters dir -> build -> registry -> (+ operator state) -> snapshot cache -> xDS streams
+import os from "node:os";
+import path from "node:path";
 import pino from "pino";
 import { buildFilter } from "./build/builder.ts";
 import type { Manifest } from "./build/manifest.ts";
 import { moduleCapabilities } from "./build/capabilities.ts";
 import { validateModule } from "./build/validate.ts";
-import { closeCompiler, setCompileNice } from "./build/compiler.ts";
+import { closeCompiler, configureCompiler } from "./build/compiler.ts";
 import { BuildScheduler } from "./build/scheduler.ts";
 import { listFilters, watchFilters } from "./build/watcher.ts";
-import { ConfigError, loadConfig, usage, type Config } from "./config.ts";
+import { ConfigError, defaultBuildWorkers, loadConfig, stateDirOf, usage, type Config } from "./config.ts";
 import { createAdminApi } from "./http/admin-api.ts";
 import { createModuleServer } from "./http/module-server.ts";
 import { EventBus } from "./events/bus.ts";
@@ -17,6 +19,9 @@ import { HealthMonitor } from "./health/monitor.ts";
 import { FetchTracker } from "./registry/fetch-tracker.ts";
 import { FilterRegistry, type FilterDefaults } from "./registry/filter-registry.ts";
 import { OperatorState } from "./state/operator-state.ts";
+import { isReadOnlyError, probeWritable } from "./store/durable-file.ts";
+import { DirFilterRecordStore } from "./store/filter-records.ts";
+import { DirModuleStore } from "./store/module-store.ts";
 import { createXdsServer, listenXds } from "./xds/xds-server.ts";
 import { XdsAuth } from "./xds/auth.ts";
 import { SnapshotCache } from "./xds/cache.ts";
@@ -55,11 +60,26 @@ function defaultsOf(manifest: Manifest): FilterDefaults {
 async function main(): Promise<void> {
   const { config, tls } = readConfig();
   const log = pino({ level: config.logLevel, base: { pid: process.pid } });
-  setCompileNice(config.buildNice);
+  const cores = os.availableParallelism();
+  const buildWorkers = config.buildWorkers ?? defaultBuildWorkers(cores);
+  configureCompiler({ workers: buildWorkers, nice: config.buildNice, cores });
 
+  // A read-only state directory would lose every operator action and every build: refuse it.
+  // Any other write failure (a full disk) is warned about: stored modules still serve.
+  const stateDir = stateDirOf(config);
+  for (const dir of new Set([stateDir, path.dirname(config.stateFile)])) {
+    const unwritable = await probeWritable(dir);
+    if (unwritable && isReadOnlyError(unwritable)) throw new Error(`${unwritable.message} (CP_STATE_DIR / CP_STATE_FILE must be writable)`);
+    if (unwritable) log.warn({ dir, error: unwritable.message }, "state directory cannot be written: operator actions, uploads and builds will fail until it can");
+  }
   const state = new OperatorState(config.stateFile);
   await state.load();
-  const registry = new FilterRegistry();
+  const modules = new DirModuleStore(path.join(stateDir, "modules"));
+  await modules.open();
+  const registry = new FilterRegistry({ modules, records: new DirFilterRecordStore(path.join(stateDir, "records")) });
+  // A rollback pin keeps its module beyond the retained history.
+  registry.setPinned((name) => state.choice(name).pinnedSha256);
+  for (const problem of await registry.restore()) log.warn({ stateDir, problem }, "state directory: not restored");
   const fetches = new FetchTracker();
   const cache = new SnapshotCache();
   const events = new EventBus();
@@ -87,35 +107,63 @@ async function main(): Promise<void> {
   const present = new Set<string>();
   // The size cap applies before a module is ever registered (and so served or announced).
   const validate = (bytes: Uint8Array) => validateModule(bytes, { maxBytes: config.maxModuleBytes });
-  const scheduler = new BuildScheduler((name) => buildFilter(config.filtersDir, name, { validate }), {
+  // The build cache: a retained module built from identical inputs is reused, not recompiled.
+  const buildCache = {
+    lookup: (name: string, key: string) => {
+      const hit = registry.cachedBuild(name, key);
+      return hit ? { sha256: hit.module.sha256, wasm: hit.bytes } : undefined;
+    },
+  };
+  const scheduler = new BuildScheduler((name) => buildFilter(config.filtersDir, name, { validate, cache: buildCache }), {
     onStart: (name) => {
       registry.buildStarted(name);
       events.emit({ type: "build.started", filter: name });
     },
-    onResult: (result) => {
+    onResult: async (result) => {
       if (!present.has(result.name)) return;
-      if (result.ok) {
-        const before = registry.get(result.name)?.module?.sha256;
-        // An edit (a new module after start-up) ends a rollback pin.
-        if (ready && before !== result.sha256 && state.choice(result.name).pinnedSha256) {
-          void state.update(result.name, { pinnedSha256: undefined }).catch((err: unknown) => log.error({ err }, "cannot clear pin"));
-        }
-        // The event before the registry: registering publishes and pushes at once, and events
-        // must read in causal order (build.succeeded, snapshot.published, xds.pushed).
-        events.emit({ type: "build.succeeded", filter: result.name, sha256: result.sha256, buildMs: result.buildMs, bytes: result.wasm.byteLength });
-        const capabilities = moduleCapabilities(result.wasm, result.manifest.capabilities ?? []);
-        if (capabilities.undeclaredImports.length > 0) {
-          log.warn({ filter: result.name, undeclaredImports: capabilities.undeclaredImports }, "filter imports host functions its filter.json does not declare: Envoy will deny those calls");
-        }
-        registry.buildSucceeded(result.name, result.wasm, { sha256: result.sha256, rootId: result.rootId, buildMs: result.buildMs, capabilities }, defaultsOf(result.manifest));
-        log.info({ filter: result.name, sha256: result.sha256, bytes: result.wasm.byteLength, buildMs: result.buildMs }, "filter built");
-      } else {
+      if (!result.ok) {
         registry.buildFailed(result.name, result.error, result.manifest ? defaultsOf(result.manifest) : undefined);
         log.error({ filter: result.name, buildMs: result.buildMs, error: result.error }, "filter build failed; last good module keeps serving");
         events.emit({ type: "build.failed", filter: result.name, error: result.error, buildMs: result.buildMs });
+        return;
       }
+      const current = registry.get(result.name)?.module;
+      // Same inputs as the folder's last successful build (a restart, a touch, an identical save):
+      // nothing changes, not even an uploaded module that replaced that build since.
+      if (current && result.buildKey !== undefined && result.buildKey === registry.lastBuildKey(result.name)) {
+        registry.buildUnchanged(result.name);
+        events.emit({ type: "build.succeeded", filter: result.name, sha256: current.sha256, buildMs: result.buildMs, bytes: current.size });
+        log.info({ filter: result.name, sha256: current.sha256, buildMs: result.buildMs, cache: "unchanged" }, "filter unchanged: same inputs as its last build");
+        return;
+      }
+      const capabilities = moduleCapabilities(result.wasm, result.manifest.capabilities ?? []);
+      if (capabilities.undeclaredImports.length > 0) {
+        log.warn({ filter: result.name, undeclaredImports: capabilities.undeclaredImports }, "filter imports host functions its filter.json does not declare: Envoy will deny those calls");
+      }
+      try {
+        await registry.commitModule(result.name, result.wasm, {
+          sha256: result.sha256, rootId: result.rootId, buildMs: result.buildMs, capabilities,
+          ...(result.buildKey !== undefined ? { buildKey: result.buildKey } : {}),
+        }, defaultsOf(result.manifest), () => {
+          // The event before the registry changes: that publishes and pushes at once, and events
+          // must read in causal order (build.succeeded, snapshot.published, xds.pushed).
+          events.emit({ type: "build.succeeded", filter: result.name, sha256: result.sha256, buildMs: result.buildMs, bytes: result.wasm.byteLength });
+        });
+      } catch (err) {
+        const error = `${result.name}: cannot store the module: ${(err as Error).message}`;
+        registry.buildFailed(result.name, error, defaultsOf(result.manifest));
+        log.error({ filter: result.name, error }, "filter built but not stored; last good module keeps serving");
+        events.emit({ type: "build.failed", filter: result.name, error, buildMs: result.buildMs });
+        return;
+      }
+      // An edit (a new module) ends a rollback pin.
+      if (current && current.sha256 !== result.sha256 && state.choice(result.name).pinnedSha256) {
+        void state.update(result.name, { pinnedSha256: undefined }).catch((err: unknown) => log.error({ err }, "cannot clear pin"));
+      }
+      const how = result.cached ? "hit" : "miss";
+      log.info({ filter: result.name, sha256: result.sha256, bytes: result.wasm.byteLength, buildMs: result.buildMs, cache: how }, result.cached ? "filter module reused from the build cache" : "filter built");
     },
-  });
+  }, buildWorkers);
 
   const health = new HealthMonitor({ registry, state, events, log: log.child({ component: "health" }) }, { threshold: config.autoDisableAfter, windowMs: config.autoDisableWindowS * 1000 });
   // A stats stream that goes silent while open means a stuck worker (monitor.ts).
@@ -138,9 +186,17 @@ async function main(): Promise<void> {
   await moduleServer.listen({ host: config.moduleHost, port: config.modulePort });
   await admin.listen({ host: config.adminHost, port: config.adminPort });
 
-  for (const name of await listFilters(config.filtersDir)) {
+  const onDisk = await listFilters(config.filtersDir);
+  for (const name of onDisk) {
     present.add(name);
     scheduler.schedule(name);
+  }
+  // Restored filters without a folder: uploads stay; ones built from a folder deleted while the
+  // control plane was down go.
+  for (const { name } of registry.list()) {
+    if (onDisk.includes(name)) continue;
+    if (registry.lastBuildKey(name) === undefined) present.add(name);
+    else await registry.removeFilter(name).catch((err: unknown) => log.error({ filter: name, err }, "cannot delete the record of a removed filter"));
   }
   const watcher = watchFilters(config.filtersDir, {
     changed: (name) => {
@@ -151,7 +207,7 @@ async function main(): Promise<void> {
       present.delete(name);
       scheduler.cancel(name);
       events.emit({ type: "filter.removed", filter: name }); // before the pushes removing it
-      registry.removed(name);
+      registry.removeFilter(name).catch((err: unknown) => log.error({ filter: name, err }, "cannot delete the record of a removed filter"));
       log.info({ filter: name }, "filter removed");
     },
     error: (err) => log.error({ err }, "filters watcher failed"),
@@ -165,7 +221,7 @@ async function main(): Promise<void> {
   // the same versions, is sent nothing.
   await listenXds(ads, config.xdsHost, config.xdsPort, tls);
   ready = true;
-  log.info({ xds: `${config.xdsHost}:${config.xdsPort}`, modules: `${config.moduleHost}:${config.modulePort}`, admin: `${config.adminHost}:${config.adminPort}`, tls: tls ? (tls.clientCa ? "mtls" : "tls") : "off", xdsAuth: xdsAuth.mode, adminAuth: config.adminToken !== undefined, filters: registry.list().map((f) => `${f.name}:${f.status}`) }, "control plane ready");
+  log.info({ xds: `${config.xdsHost}:${config.xdsPort}`, modules: `${config.moduleHost}:${config.modulePort}`, admin: `${config.adminHost}:${config.adminPort}`, tls: tls ? (tls.clientCa ? "mtls" : "tls") : "off", xdsAuth: xdsAuth.mode, adminAuth: config.adminToken !== undefined, filters: registry.list().map((f) => `${f.name}:${f.status}`), stateDir, buildWorkers, startupMs: Math.round(performance.now()) }, "control plane ready");
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {

@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import { readFile, realpath } from "node:fs/promises";
 import path from "node:path";
+import { buildKey } from "./build-key.ts";
 import { compileFilter, type CompileOptions, type CompileOutcome } from "./compiler.ts";
 import { FILTER_NAME_RULE, isValidFilterName, isValidRootId, readManifest, ROOT_ID_RULE, rootIdsFromSource, type Manifest } from "./manifest.ts";
 import { validateModule, type ValidationResult } from "./validate.ts";
@@ -21,6 +22,13 @@ export type BuildResult =
       buildMs: number;
       /** Compiler warnings about the filter's own code (not asc's standard library). */
       warnings: string[];
+      /**
+       * Hash of the build's inputs (build-key.ts), when a cache was given and the inputs did not
+       * change while compiling (otherwise the bytes may belong to neither version: not cacheable).
+       */
+      buildKey?: string;
+      /** The module came from the build cache: nothing was compiled. */
+      cached?: boolean;
     }
   | { ok: false; name: string; error: string; manifest?: Manifest; buildMs: number };
 
@@ -29,6 +37,12 @@ export interface BuildOptions {
   /** Injected for tests; defaults to the asc worker. */
   compile?: (entryFile: string, opts: CompileOptions) => Promise<CompileOutcome>;
   validate?: (bytes: Uint8Array) => ValidationResult;
+  /** Stored modules by build key: a hit is validated and returned without compiling. */
+  cache?: BuildCache;
+}
+
+export interface BuildCache {
+  lookup(name: string, buildKey: string): { sha256: string; wasm: Uint8Array } | undefined;
 }
 
 export async function buildFilter(
@@ -92,6 +106,15 @@ export async function buildFilter(
     );
   }
 
+  const key = opts.cache ? await buildKey(root, name, { optimize: opts.optimize }) : undefined;
+  const hit = key !== undefined ? opts.cache?.lookup(name, key) : undefined;
+  if (hit) {
+    // Validated again: the size limit (CP_MAX_MODULE_BYTES) may have changed since.
+    const validation = (opts.validate ?? validateModule)(hit.wasm);
+    if (!validation.ok) return fail(validation.error, manifest);
+    return { ok: true, name, wasm: hit.wasm, sha256: hit.sha256, rootId, manifest, buildMs: elapsed(), warnings: [], buildKey: key, cached: true };
+  }
+
   const compile = opts.compile ?? compileFilter;
   // Diagnostics then name files as "filters/<name>/index.ts".
   const compiled = await compile(entry, { optimize: opts.optimize, baseDir: path.dirname(root), confineDir: root });
@@ -100,7 +123,7 @@ export async function buildFilter(
   const validation = (opts.validate ?? validateModule)(compiled.wasm);
   if (!validation.ok) return fail(validation.error, manifest);
 
-  return {
+  const result: BuildResult = {
     ok: true,
     name,
     wasm: compiled.wasm,
@@ -109,7 +132,11 @@ export async function buildFilter(
     manifest,
     buildMs: elapsed(),
     warnings: compiled.warnings,
+    cached: false,
   };
+  // Inputs edited during the compile: the bytes are not keyed (the watcher has a rebuild owed).
+  if (key !== undefined && key === (await buildKey(root, name, { optimize: opts.optimize }))) result.buildKey = key;
+  return result;
 }
 
 /** Where `file` really is when that is outside `root`; undefined when inside or missing. */

@@ -4,9 +4,10 @@
 // loaded, rewires process-wide handlers: asc drops every `uncaughtException` listener and
 // binaryen's Emscripten glue installs an `unhandledRejection` handler that aborts. Run on
 // the main thread, a compile would stall every xDS stream and the admin API for seconds,
-// and the handlers would change how the whole control plane fails. So compiles run in one
-// long-lived worker thread (still this process, no shell), one job at a time; a worker
-// that crashes or hangs is discarded and the next job gets a fresh one.
+// and the handlers would change how the whole control plane fails. So compiles run in
+// long-lived worker threads (still this process, no shell), one job at a time each, as many
+// threads as configureCompiler() says; a worker that crashes or hangs is discarded and the
+// next job gets a fresh one.
 
 import { Worker } from "node:worker_threads";
 import { createRequire } from "node:module";
@@ -57,23 +58,33 @@ export async function compileFilter(
     path.relative(baseDir, entry),
     "--baseDir", baseDir,
     "--binaryFile", BINARY_OUT,
+    // Packages resolve from our node_modules even for filters kept outside this repo.
+    "--path", PINNED_NODE_MODULES,
+    ...compileRecipe(opts),
+  ];
+  const { result, durationMs } = await pool.run(
+    { argv, baseDir, pinnedNodeModules: PINNED_NODE_MODULES, ...(opts.confineDir ? { confineDir: path.resolve(opts.confineDir) } : {}) },
+    opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+  );
+  if (result.ok) return { ok: true, wasm: result.wasm, durationMs, warnings: result.warnings };
+  return { ok: false, error: explain(result.error), durationMs };
+}
+
+/**
+ * The flags that shape the module's bytes (the build cache hashes them: build-key.ts). Paths and
+ * where packages resolve from are left out: the key hashes the inputs those locate.
+ */
+export function compileRecipe(opts: Pick<CompileOptions, "optimize"> = {}): string[] {
+  return [
     // proxy-runtime's README: replace asc's `abort` import (Envoy has no env.abort) with
     // its own, which logs through proxy_log and calls wasi proc_exit.
     "--use", "abort=abort_proc_exit",
     // The README uses asc's default runtime; spelled out because the runtime's malloc.ts
     // imports rt/index-full directly and breaks under any other.
     "--runtime", "full",
-    // Packages resolve from our node_modules even for filters kept outside this repo.
-    "--path", PINNED_NODE_MODULES,
     "--noColors",
     ...(opts.optimize ? ["-O3"] : []),
   ];
-  const { result, durationMs } = await thread.run(
-    { argv, baseDir, pinnedNodeModules: PINNED_NODE_MODULES, ...(opts.confineDir ? { confineDir: path.resolve(opts.confineDir) } : {}) },
-    opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-  );
-  if (result.ok) return { ok: true, wasm: result.wasm, durationMs, warnings: result.warnings };
-  return { ok: false, error: explain(result.error), durationMs };
 }
 
 // asc 0.14 throws (rather than reporting a diagnostic) when the --use alias names a global
@@ -83,9 +94,9 @@ function explain(error: string): string {
   return `${error} (does the entry file start with \`export * from "@solo-io/proxy-runtime/proxy";\`?)`;
 }
 
-/** Stops the compile worker (it is restarted on the next compile). */
+/** Stops the compile workers (they are restarted on the next compile). */
 export async function closeCompiler(): Promise<void> {
-  await thread.close();
+  await pool.close();
 }
 
 /**
@@ -111,6 +122,11 @@ class CompileThread {
   private idleTimer: NodeJS.Timeout | undefined;
   /** Nice value for workers started from now on. */
   nice = 0;
+
+  /** Jobs running or queued here. */
+  get load(): number {
+    return this.queue.length + (this.current ? 1 : 0);
+  }
 
   run(request: Job["request"], timeoutMs: number): Promise<JobOutcome> {
     return new Promise((resolve) => {
@@ -217,16 +233,62 @@ class CompileThread {
   }
 }
 
-const thread = new CompileThread();
+/**
+ * Several compile threads (cold starts compile in parallel). A job goes to the thread with the
+ * least work; each thread starts its worker on its first job, so a start-up that only hits the
+ * build cache starts none.
+ */
+class CompilePool {
+  private threads: CompileThread[] = [new CompileThread()];
+
+  /** Threads from now on; busy threads beyond the new size finish their jobs first. */
+  resize(size: number, nices: (index: number) => number): void {
+    const next: CompileThread[] = [];
+    for (let i = 0; i < size; i++) {
+      const thread = this.threads[i] ?? new CompileThread();
+      thread.nice = nices(i);
+      next.push(thread);
+    }
+    for (const extra of this.threads.slice(size)) void extra.close();
+    this.threads = next;
+  }
+
+  get size(): number {
+    return this.threads.length;
+  }
+
+  run(request: Job["request"], timeoutMs: number): Promise<JobOutcome> {
+    const thread = this.threads.reduce((best, t) => (t.load < best.load ? t : best));
+    return thread.run(request, timeoutMs);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.threads.map((t) => t.close()));
+  }
+}
+
+const pool = new CompilePool();
 
 /**
- * Runs later compiles at `nice` (0-19). Only the compile thread is lowered: Linux priorities
- * are per thread, so xDS streams and the admin API keep theirs while a co-located Envoy starved
- * of CPU gets it first. (On the 2-core bench machine it did not measurably lower p99 during
- * edits and made builds ~15% slower: README "Benchmarks".)
+ * How many compiles run at once, at what priority. `workers` threads (each a worker holding asc,
+ * about 250 MB RSS while warm); the first `cores - 1` run at `nice`, any beyond at nice 19, so on
+ * a small machine a co-located Envoy still gets a core whenever it wants one: the extra compile
+ * only uses CPU nobody else does.
  */
+export function configureCompiler(opts: { workers: number; nice: number; cores: number }): void {
+  if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new Error(`compile workers must be a positive integer, got ${opts.workers}`);
+  const full = Math.max(1, opts.cores - 1);
+  pool.resize(opts.workers, (i) => (i < full ? opts.nice : 19));
+}
+
+/** Runs later compiles of every thread at `nice` (0-19); see configureCompiler. */
 export function setCompileNice(nice: number): void {
-  thread.nice = nice;
+  configureCompiler({ workers: pool.size, nice, cores: pool.size + 1 });
+}
+
+/** Threads compiling in parallel (for the build scheduler's concurrency). */
+export function compileWorkers(): number {
+  return pool.size;
 }
 
 function msSince(start: number): number {

@@ -1,14 +1,18 @@
 // Decides when filters get built. Per filter: at most one build running and at most one
 // more owed, so a burst of saves costs two builds and the last one sees the final state.
-// Globally: a bounded number of builds at once (default 1: a compile is CPU-bound and these
-// machines have two cores, one of which must keep serving xDS).
+// Globally: a bounded number of builds at once (default 1; main.ts passes the number of compile
+// threads, see compiler.ts configureCompiler for how they leave a core to Envoy).
 
 import type { BuildResult } from "./builder.ts";
 
 export type BuildFn = (name: string) => Promise<BuildResult>;
 
 export interface SchedulerHooks {
-  onResult(result: BuildResult): void;
+  /**
+   * Takes a result (e.g. stores the module). A returned promise holds this filter's slot until
+   * it settles: the next build of the filter, and idle(), wait for it.
+   */
+  onResult(result: BuildResult): void | Promise<void>;
   onStart?(name: string): void;
 }
 
@@ -91,12 +95,14 @@ export class BuildScheduler {
         buildMs: Math.round(performance.now() - started),
       };
     }
-    const owed = this.running.get(name) === true;
-    this.running.delete(name);
-    if (owed) this.waiting.push(name);
     try {
-      this.hooks.onResult(result);
+      await this.hooks.onResult(result);
+    } catch {
+      // The hook reports its own failures; a throw must not wedge this filter's queue either.
     } finally {
+      const owed = this.running.get(name) === true;
+      this.running.delete(name);
+      if (owed) this.waiting.push(name);
       this.pump();
     }
   }

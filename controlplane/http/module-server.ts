@@ -8,8 +8,9 @@ import type { TlsMaterial } from "../tls.ts";
 const MODULE_FILE = /^([0-9a-f]{64})\.wasm$/;
 
 /**
- * Serves modules by content address. The URL only selects a key in the in-memory registry;
- * nothing from it ever becomes a file-system path.
+ * Serves modules by content address, from the registry's retained modules, else from the module
+ * store (registry.readModule). The URL only selects a key: a file name is built only from a
+ * validated sha256, and stored bytes are checked against it before they are served.
  */
 export function createModuleServer(registry: FilterRegistry, fetches: FetchTracker, log: Logger, opts: { tls?: TlsMaterial; events?: EventBus } = {}) {
   // HTTPS with the server certificate when CP_TLS_CERT is set (Envoy's module cluster then speaks
@@ -18,7 +19,7 @@ export function createModuleServer(registry: FilterRegistry, fetches: FetchTrack
   // GET also answers HEAD (fastify's exposeHeadRoutes), with the same headers and no body.
   app.get<{ Params: { file: string }; Querystring: { node?: string } }>("/modules/:file", async (req, reply) => {
     const sha256 = MODULE_FILE.exec(req.params.file)?.[1];
-    const bytes = sha256 ? registry.moduleBytes(sha256) : undefined;
+    const bytes = sha256 ? await registry.readModule(sha256) : undefined;
     if (!sha256 || !bytes) {
       req.log.warn({ url: req.url }, "module not found");
       return reply.code(404).type("text/plain").send("no such module\n");

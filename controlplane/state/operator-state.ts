@@ -1,5 +1,6 @@
 import fs from "node:fs/promises";
 import path from "node:path";
+import { removeTempFiles, writeError, writeFileDurably } from "../store/durable-file.ts";
 
 /** What an operator chose for one filter; unset fields fall back to the filter's manifest. */
 export interface FilterChoice {
@@ -38,44 +39,66 @@ export interface OperatorStateData {
 export type StateListener = () => void;
 
 /**
- * Operator choices (enable/disable, and later order and configuration), persisted so they
- * survive a restart. Writes are atomic (temp file + rename): a crash mid-write leaves the old
- * file, never a truncated one.
+ * Where operator state persists. FileStateBackend is the default; a shared store (etcd, issue 11
+ * part 3) implements the same two calls.
  */
-export class OperatorState {
-  private data: OperatorStateData = { filters: {} };
-  private readonly listeners = new Set<StateListener>();
-  private writeChain: Promise<void> = Promise.resolve();
+export interface StateBackend {
+  /** The saved state, or undefined when nothing was ever saved. */
+  load(): Promise<OperatorStateData | undefined>;
+  /** Durable when it resolves; throws StoreWriteError (nothing saved) otherwise. */
+  save(data: OperatorStateData): Promise<void>;
+}
 
-  constructor(private readonly file: string) {}
+/** One JSON file, written crash-safely (store/durable-file.ts). */
+export class FileStateBackend implements StateBackend {
+  constructor(readonly file: string) {}
 
-  async load(): Promise<void> {
-    await this.removeStaleTempFiles();
+  async load(): Promise<OperatorStateData | undefined> {
+    // A kill between a temp write and its rename leaves `<file>.<pid>[.<n>].tmp`: garbage.
+    await removeTempFiles(path.dirname(this.file), `${path.basename(this.file)}.`);
     let text: string;
     try {
       text = await fs.readFile(this.file, "utf8");
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw new Error(`cannot read state file ${this.file}: ${(err as Error).message}`);
     }
     try {
-      this.data = parseState(JSON.parse(text));
+      return parseState(JSON.parse(text));
     } catch (err) {
       throw new Error(`state file ${this.file} is invalid: ${(err as Error).message}`);
     }
   }
 
-  /** A kill between a temp write and its rename leaves `<file>.<pid>.tmp`; they are garbage. */
-  private async removeStaleTempFiles(): Promise<void> {
-    const dir = path.dirname(this.file);
-    const prefix = `${path.basename(this.file)}.`;
-    let names: string[];
+  async save(data: OperatorStateData): Promise<void> {
     try {
-      names = await fs.readdir(dir);
-    } catch {
-      return;
+      // OperatorState chains its saves: never two at once.
+      await writeFileDurably(this.file, JSON.stringify(data, null, 2) + "\n", { serialized: true });
+    } catch (err) {
+      throw writeError("cannot save operator state", err);
     }
-    await Promise.all(names.filter((n) => n.startsWith(prefix) && n.endsWith(".tmp")).map((n) => fs.rm(path.join(dir, n), { force: true })));
+  }
+}
+
+/**
+ * Operator choices (enable/disable, order, configuration, targets, fail policy, pins), persisted
+ * so they survive a restart. A change is saved first and applied to memory only once the save
+ * succeeded: a failed save (read-only or full disk) changes nothing anywhere, and no later write
+ * can carry it along.
+ */
+export class OperatorState {
+  private data: OperatorStateData = { filters: {} };
+  private readonly listeners = new Set<StateListener>();
+  private writeChain: Promise<void> = Promise.resolve();
+  private readonly backend: StateBackend;
+
+  /** A file path (the default file backend) or any StateBackend. */
+  constructor(where: string | StateBackend) {
+    this.backend = typeof where === "string" ? new FileStateBackend(where) : where;
+  }
+
+  async load(): Promise<void> {
+    this.data = (await this.backend.load()) ?? { filters: {} };
   }
 
   choice(name: string): FilterChoice {
@@ -83,32 +106,27 @@ export class OperatorState {
   }
 
   /**
-   * Applies a change, persists it, then tells listeners (so a snapshot only follows saved state).
-   * A field set to `undefined` in `change` is cleared.
+   * Saves a change, then applies it and tells listeners (so a snapshot only follows saved state).
+   * A field set to `undefined` in `change` is cleared. Updates apply in call order, each on top
+   * of the previous one; one that fails to save (StoreWriteError) leaves state as it was.
    */
-  async update(name: string, change: FilterChoice): Promise<void> {
-    const next: FilterChoice = { ...this.choice(name), ...change };
-    for (const key of Object.keys(next) as (keyof FilterChoice)[]) if (next[key] === undefined) delete next[key];
-    this.data = { filters: { ...this.data.filters, [name]: next } };
-    await this.persist();
-    for (const listener of this.listeners) listener();
+  update(name: string, change: FilterChoice): Promise<void> {
+    const step = this.writeChain.catch(() => undefined).then(async () => {
+      const next: FilterChoice = { ...this.choice(name), ...change };
+      for (const key of Object.keys(next) as (keyof FilterChoice)[]) if (next[key] === undefined) delete next[key];
+      const data: OperatorStateData = { filters: { ...this.data.filters, [name]: next } };
+      await this.backend.save(data);
+      this.data = data;
+    });
+    this.writeChain = step;
+    return step.then(() => {
+      for (const listener of this.listeners) listener();
+    });
   }
 
   onChange(listener: StateListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
-  }
-
-  private persist(): Promise<void> {
-    const text = JSON.stringify(this.data, null, 2) + "\n";
-    // Serialise writes so an older write can never rename over a newer one.
-    this.writeChain = this.writeChain.catch(() => undefined).then(async () => {
-      await fs.mkdir(path.dirname(this.file), { recursive: true });
-      const tmp = `${this.file}.${process.pid}.tmp`;
-      await fs.writeFile(tmp, text);
-      await fs.rename(tmp, this.file);
-    });
-    return this.writeChain;
   }
 }
 

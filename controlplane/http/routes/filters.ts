@@ -6,6 +6,7 @@ import { preflightModule } from "../../build/preflight.ts";
 import { formatBytes, validateModule } from "../../build/validate.ts";
 import { effectiveFilters, type EffectiveFilter } from "../../registry/effective.ts";
 import type { FilterChoice } from "../../state/operator-state.ts";
+import { StoreWriteError } from "../../store/durable-file.ts";
 import { EXTENSION_CONFIG } from "../../xds/type-urls.ts";
 import type { AdminDeps } from "../admin-deps.ts";
 import type { FilterView } from "../api-view.ts";
@@ -74,7 +75,7 @@ const MODULE_BODY = {
   content: Object.fromEntries(["application/wasm", "application/octet-stream"]
     .map((type) => [type, { schema: { type: "string", format: "binary" } }])),
 };
-const responses = (ok: object) => ({ 200: ok, 400: errorSchema, 404: errorSchema });
+const responses = (ok: object) => ({ 200: ok, 400: errorSchema, 404: errorSchema, 503: errorSchema });
 
 /** The API shape of a filter: what it is, whether and how Envoy runs it, how its build went. */
 export function filterView(f: EffectiveFilter): FilterView {
@@ -109,7 +110,13 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
   const notFound = (reply: FastifyReply, name: string) => reply.code(404).send({ error: `no filter named ${JSON.stringify(name)}` });
   const change = async (name: string, reply: FastifyReply, choice: FilterChoice, what: Record<string, unknown>) => {
     if (!deps.registry.get(name)) return notFound(reply, name);
-    await deps.state.update(name, choice);
+    try {
+      await deps.state.update(name, choice);
+    } catch (err) {
+      // Nothing changed (operator-state.ts saves before it applies): say why, retryable.
+      if (err instanceof StoreWriteError) return reply.code(503).send({ error: `${name}: not changed: ${err.message}` });
+      throw err;
+    }
     deps.events.emit({ type: "state.changed", filter: name, change: what });
     const updated = find(name);
     return updated ? view(updated) : notFound(reply, name);
@@ -256,8 +263,15 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     const capabilities = moduleCapabilities(bytes, declared.groups);
     const sha256 = createHash("sha256").update(bytes).digest("hex");
     const prior = deps.registry.get(name);
-    deps.registry.buildSucceeded(name, bytes, { sha256, rootId, buildMs: 0, source: "upload", capabilities }, prior?.defaults ?? {});
-    deps.events.emit({ type: "build.succeeded", filter: name, sha256, buildMs: 0, bytes: bytes.byteLength });
+    try {
+      // Stored (module, then the filter's record) before it is announced: survives a restart.
+      await deps.registry.commitModule(name, bytes, { sha256, rootId, buildMs: 0, source: "upload", capabilities }, prior?.defaults ?? {},
+        () => deps.events.emit({ type: "build.succeeded", filter: name, sha256, buildMs: 0, bytes: bytes.byteLength }));
+    } catch (err) {
+      if (!(err instanceof StoreWriteError)) throw err;
+      req.log.error({ filter: name, error: err.message }, "uploaded module not stored");
+      return reply.code(503).send({ error: `${name}: module not stored, nothing changed: ${err.message}` });
+    }
     req.log.info({ filter: name, sha256, bytes: bytes.byteLength }, "prebuilt module uploaded");
     const updated = find(name);
     return updated ? view(updated) : notFound(reply, name);
