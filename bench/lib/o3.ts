@@ -9,7 +9,7 @@ import path from "node:path";
 
 export async function buildOptimised(filtersDir: string, name: string, outDir: string): Promise<{ file: string; sha256: string; compileMs: number }> {
   // Loaded only for --o3, so the default bench never depends on the compiler's internals.
-  const { closeCompiler, compileFilter } = await import("../../controlplane/build/compiler.ts");
+  const { closeCompiler, compileFilter } = await import("../../controlplane/compile/compiler.ts");
   const r = await compileFilter(path.join(filtersDir, name, "index.ts"), { optimize: true, baseDir: path.dirname(filtersDir) });
   await closeCompiler();
   if (!r.ok) throw new Error(`-O3 build of ${name}: ${r.error}`);

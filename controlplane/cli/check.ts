@@ -4,10 +4,10 @@
 
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { buildFilter } from "../build/builder.ts";
-import { isValidFilterName } from "../build/manifest.ts";
-import { moduleCapabilities, type ModuleCapabilities } from "../build/capabilities.ts";
-import { validateModule } from "../build/validate.ts";
+import { buildFilter } from "../compile/builder.ts";
+import { isValidFilterName } from "../compile/manifest.ts";
+import { moduleCapabilities, type ModuleCapabilities } from "../compile/capabilities.ts";
+import { validateModule } from "../compile/validate.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { runStream, type HeaderList } from "./wasm-host.ts";
 

@@ -3,8 +3,8 @@
 
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { closeCompiler } from "../build/compiler.ts";
-import { isValidFilterName } from "../build/manifest.ts";
+import { closeCompiler } from "../compile/compiler.ts";
+import { isValidFilterName } from "../compile/manifest.ts";
 import { AdminClient, DEFAULT_ADMIN_URL, type FilterInfo } from "./admin-client.ts";
 import { checkFilter } from "./check.ts";
 import { CliError, UsageError } from "./errors.ts";

@@ -4,7 +4,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { isValidFilterName } from "../build/manifest.ts";
+import { isValidFilterName } from "../compile/manifest.ts";
 import { CliError, UsageError } from "./errors.ts";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");

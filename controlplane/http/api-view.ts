@@ -1,7 +1,7 @@
 // JSON shapes the admin API answers with, shared by the server (routes), its clients (the
 // dashboard, the CLI) and the tests. Type-only: nothing here runs, so the browser bundle can
 // import it too.
-import type { ModuleCapabilities } from "../build/capabilities.ts";
+import type { ModuleCapabilities } from "../compile/capabilities.ts";
 import type { FilterHealth } from "../health/monitor.ts";
 import type { BuildStatus } from "../registry/filter-registry.ts";
 import type { FailPolicy, Targets } from "../state/operator-state.ts";

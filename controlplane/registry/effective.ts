@@ -1,5 +1,5 @@
 import type { FailPolicy, OperatorState, Targets } from "../state/operator-state.ts";
-import type { ModuleCapabilities } from "../build/capabilities.ts";
+import type { ModuleCapabilities } from "../compile/capabilities.ts";
 import type { BuildStatus, FilterRegistry } from "./filter-registry.ts";
 
 export const DEFAULT_ORDER = 100;

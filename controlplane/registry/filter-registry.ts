@@ -1,4 +1,4 @@
-import type { ModuleCapabilities } from "../build/capabilities.ts";
+import type { ModuleCapabilities } from "../compile/capabilities.ts";
 import type { FailPolicy } from "../state/operator-state.ts";
 import type { FilterRecord, FilterRecordStore } from "../store/filter-records.ts";
 import type { ModuleMeta, ModuleStore } from "../store/module-store.ts";
@@ -21,7 +21,7 @@ export interface GoodModule {
   source: "build" | "upload";
   /** Granted capabilities (sent to Envoy) and undeclared imports; absent: base + all callbacks. */
   capabilities?: ModuleCapabilities;
-  /** Hash of the build's inputs (build/build-key.ts): the build cache's key. Absent for uploads. */
+  /** Hash of the build's inputs (compile/build-key.ts): the build cache's key. Absent for uploads. */
   buildKey?: string;
 }
 

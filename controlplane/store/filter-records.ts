@@ -5,7 +5,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import type { FilterDefaults, GoodModule } from "../registry/filter-registry.ts";
-import { isValidFilterName } from "../build/manifest.ts";
+import { isValidFilterName } from "../compile/manifest.ts";
 import { removeFileDurably, removeTempFiles, writeFileDurably } from "./durable-file.ts";
 
 export interface FilterRecord {

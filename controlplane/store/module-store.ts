@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
-import type { ModuleCapabilities } from "../build/capabilities.ts";
+import type { ModuleCapabilities } from "../compile/capabilities.ts";
 import { removeFileDurably, removeTempFiles, writeError, writeFileDurably } from "./durable-file.ts";
 
 export interface ModuleMeta {
@@ -17,7 +17,7 @@ export interface ModuleMeta {
   source: "build" | "upload";
   rootId: string;
   capabilities?: ModuleCapabilities;
-  /** Hash of the build's inputs (build/build-key.ts); absent for uploads. */
+  /** Hash of the build's inputs (compile/build-key.ts); absent for uploads. */
   buildKey?: string;
   /** ISO 8601. */
   createdAt: string;

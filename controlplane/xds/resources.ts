@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import net from "node:net";
-import { defaultCapabilities } from "../build/capabilities.ts";
+import { defaultCapabilities } from "../compile/capabilities.ts";
 import { DEFAULT_FAIL_POLICY } from "../registry/effective.ts";
 import type { ResourceObject } from "./codec.ts";
 import { CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, TYPE_PREFIX } from "./type-urls.ts";

@@ -120,7 +120,7 @@ describe("README commands", () => {
     }
     // Made by npm run setup, not in a clone.
     const generated = new Set([".tools"]);
-    // "Layout" names subfolders inside their parent's parentheses: `controlplane/` (`build/`, ...).
+    // "Layout" names subfolders inside their parent's parentheses: `controlplane/` (`compile/`, ...).
     const parents = ["", "controlplane", "test", "dev"];
     const exists = (p: string): boolean => (p.includes("/") ? [""] : parents).some((parent) => fs.existsSync(repoPath(parent, p)));
     const missing = [...paths].filter((p) => !generated.has(p) && !exists(p));

@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
-import { moduleCapabilities, parseCapabilityList } from "../../build/capabilities.ts";
-import { ROOT_ID_RULE, ROOT_ID_SOURCE } from "../../build/manifest.ts";
-import { preflightModule } from "../../build/preflight.ts";
-import { formatBytes, validateModule } from "../../build/validate.ts";
+import { moduleCapabilities, parseCapabilityList } from "../../compile/capabilities.ts";
+import { ROOT_ID_RULE, ROOT_ID_SOURCE } from "../../compile/manifest.ts";
+import { preflightModule } from "../../compile/preflight.ts";
+import { formatBytes, validateModule } from "../../compile/validate.ts";
 import { effectiveFilters, type EffectiveFilter } from "../../registry/effective.ts";
 import type { FilterChoice } from "../../state/operator-state.ts";
 import { StoreWriteError } from "../../store/durable-file.ts";

@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
-import { closeCompiler, compileFilter } from "../../../controlplane/build/compiler.ts";
-import { preflightModule } from "../../../controlplane/build/preflight.ts";
+import { closeCompiler, compileFilter } from "../../../controlplane/compile/compiler.ts";
+import { preflightModule } from "../../../controlplane/compile/preflight.ts";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 

@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { DEFAULT_MAX_MODULE_BYTES, validateModule } from "../../../controlplane/build/validate.ts";
+import { DEFAULT_MAX_MODULE_BYTES, validateModule } from "../../../controlplane/compile/validate.ts";
 import { wasmModule, type FixtureImport } from "./wasm-fixture.ts";
 
 const ABI_020 = ["proxy_abi_version_0_2_0", "malloc"];

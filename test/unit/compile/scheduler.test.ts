@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import type { BuildResult } from "../../../controlplane/build/builder.ts";
-import { BuildScheduler } from "../../../controlplane/build/scheduler.ts";
+import type { BuildResult } from "../../../controlplane/compile/builder.ts";
+import { BuildScheduler } from "../../../controlplane/compile/scheduler.ts";
 
 /** A build function whose builds finish only when the test says so. */
 function fakeBuilds() {

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, beforeEach, describe, test } from "node:test";
-import { buildKey, toolchainVersions } from "../../../controlplane/build/build-key.ts";
+import { buildKey, toolchainVersions } from "../../../controlplane/compile/build-key.ts";
 
 let root: string;
 let filters: string;

@@ -4,7 +4,7 @@ import { renameSync, truncateSync, unlinkSync, writeFileSync } from "node:fs";
 import { mkdir, mkdtemp, realpath, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { listFilters, watchFilters, type FilterWatcher } from "../../../controlplane/build/watcher.ts";
+import { listFilters, watchFilters, type FilterWatcher } from "../../../controlplane/compile/watcher.ts";
 import { waitFor } from "./wait.ts";
 
 describe("listFilters", () => {

@@ -4,8 +4,8 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { getPriority, tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { closeCompiler, compileFilter, setCompileNice, type CompileOutcome } from "../../../controlplane/build/compiler.ts";
-import { validateModule } from "../../../controlplane/build/validate.ts";
+import { closeCompiler, compileFilter, setCompileNice, type CompileOutcome } from "../../../controlplane/compile/compiler.ts";
+import { validateModule } from "../../../controlplane/compile/validate.ts";
 import { filterSource } from "./filter-source.ts";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");

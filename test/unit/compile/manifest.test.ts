@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import {
   isValidFilterName, parseManifest, readManifest, rootIdFromSource, rootIdsFromSource,
-} from "../../../controlplane/build/manifest.ts";
+} from "../../../controlplane/compile/manifest.ts";
 
 function errorOf(text: string): string {
   const result = parseManifest(text);

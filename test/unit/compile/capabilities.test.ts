@@ -3,8 +3,8 @@ import { describe, test } from "node:test";
 import {
   BASE_CAPABILITIES, CAPABILITY_GROUPS, CAPABILITY_GROUP_NAMES, allowedCapabilities, capabilityOfImport,
   defaultCapabilities, groupOf, moduleCapabilities, parseCapabilityList,
-} from "../../../controlplane/build/capabilities.ts";
-import { hostFunctions } from "../../../controlplane/build/host-functions.ts";
+} from "../../../controlplane/compile/capabilities.ts";
+import { hostFunctions } from "../../../controlplane/compile/host-functions.ts";
 import { wasmModule } from "./wasm-fixture.ts";
 
 /** What filters/add-header (proxy-runtime 0.1.8, --use abort=abort_proc_exit) imports, measured. */

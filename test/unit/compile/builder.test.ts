@@ -4,8 +4,8 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { buildFilter, type BuildResult } from "../../../controlplane/build/builder.ts";
-import { closeCompiler, type CompileOutcome } from "../../../controlplane/build/compiler.ts";
+import { buildFilter, type BuildResult } from "../../../controlplane/compile/builder.ts";
+import { closeCompiler, type CompileOutcome } from "../../../controlplane/compile/compiler.ts";
 import { filterSource } from "./filter-source.ts";
 import { wasmModule } from "./wasm-fixture.ts";
 
