@@ -110,7 +110,8 @@ export function addMetricsService(server: grpc.Server, sink: MetricsServiceSink,
             watchdogDeltas.next(counters);
           }
           if (droppedHere++ === 0) {
-            log.warn({ node: node.id, cluster: node.cluster, peer }, "stats dropped: this node has no xDS stream over the same connection (reports count only from the Envoy connected as that node)");
+            log.warn({ node: node.id, cluster: node.cluster, peer },
+              "stats dropped: this node has no xDS stream over the same connection (reports count only from the Envoy connected as that node)");
           }
           sink.dropped(node, peer, at);
           return;

@@ -76,7 +76,8 @@ export class XdsAuth {
     const now = Date.now();
     if (now - this.lastLogAt < LOG_EVERY_MS) this.unlogged++;
     else {
-      this.log?.warn({ peer: call.getPeer(), method, reason, refusedSinceLastLine: this.unlogged, refusedTotal: this.refused }, "xDS call refused: not authenticated");
+      this.log?.warn({ peer: call.getPeer(), method, reason, refusedSinceLastLine: this.unlogged, refusedTotal: this.refused },
+        "xDS call refused: not authenticated");
       this.lastLogAt = now;
       this.unlogged = 0;
     }

@@ -154,9 +154,9 @@ export function describeClients(
     node: { id: streams[0]!.nodeId, cluster: streams[0]!.nodeCluster },
     streams: streams.map((c) => ({ id: c.streamId, peer: c.peer, connectedAt: c.connectedAt })),
     cacheMissResends: streams.reduce((n, c) => n + (c.cacheMissResends ?? 0), 0),
-    // Per-type services open one stream per subscription (Envoy: one EDS stream per cluster),
-    // each with the version of exactly what it carries; the view keeps one per type, chosen by
-    // resource names, so the same stream is shown whatever order the streams opened in.
+    // Per-type services open one stream per subscription (Envoy: one EDS stream per cluster);
+    // the view keeps one per type, chosen by resource names, so the same stream is shown
+    // whatever order the streams opened in (a restart or failover must compare like with like).
     types: Object.fromEntries(streams.flatMap((c) => [...c.types.values()].map((t) => ({ t, c })))
       .sort((a, b) => (a.t.resourceNames.join("\n") < b.t.resourceNames.join("\n") ? -1 : 1))
       .map(({ t, c }) => [t.typeUrl, typeView(t, c.streamId)])),

@@ -126,7 +126,9 @@ export function isVariantResource(r: ResourceObject | VariantResource): r is Var
 export function buildResources(inputs: ResourceInputs): ResourceSet {
   const set: ResourceSet = new Map();
   const upstreams = [{ name: UPSTREAM_CLUSTER, target: inputs.upstream }, { name: MODULE_CLUSTER, target: inputs.moduleServer }];
-  set.set(CLUSTER, new Map(upstreams.map(({ name, target }) => [name, bySource((source) => cluster(name, target, source, name === MODULE_CLUSTER ? inputs.moduleTls : undefined, inputs.xdsToken))])));
+  const clusterOf = (name: string, target: HostPort) => bySource((source) =>
+    cluster(name, target, source, name === MODULE_CLUSTER ? inputs.moduleTls : undefined, inputs.xdsToken));
+  set.set(CLUSTER, new Map(upstreams.map(({ name, target }) => [name, clusterOf(name, target)])));
   // An IP upstream's endpoints come over EDS (so they can change without a CDS update);
   // a DNS name is resolved by Envoy itself.
   set.set(ENDPOINT, new Map(upstreams.filter(({ target }) => net.isIP(target.host)).map(({ name, target }) => [name, loadAssignment(name, target)])));

@@ -71,7 +71,7 @@ export function encodeSnapshot(set: ResourceSet, previous?: Snapshot): Snapshot 
 }
 
 /** The version of a set of resources: a hash over (name, version) in name order. */
-export function versionOf(resources: Iterable<EncodedResource>): string {
+function versionOf(resources: Iterable<EncodedResource>): string {
   const sorted = [...resources].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return shortHash(sorted.map((r) => `${r.name}=${r.version}`).join("\n"));
 }

@@ -36,8 +36,6 @@ export class Outbound<Res extends { type_url: string }> {
   private writing = false;
   private readonly queue: Queued<Res>[] = [];
   private queuedBytes = 0;
-  /** Queued SotW responses replaced by a newer one of the same type, since the stream opened. */
-  superseded = 0;
 
   constructor(
     private readonly write: (response: Res, done: () => void) => void,
@@ -56,7 +54,6 @@ export class Outbound<Res extends { type_url: string }> {
       if (same >= 0) {
         this.queuedBytes += bytes - this.queue[same]!.bytes;
         this.queue[same] = { response, bytes };
-        this.superseded++;
         return true;
       }
     } else if (this.queue.length >= this.limits.maxQueuedResponses || this.queuedBytes + bytes > this.limits.maxQueuedBytes) {
