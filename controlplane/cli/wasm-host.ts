@@ -33,6 +33,8 @@ const ROOT = 1;
 const STREAM = 2;
 
 class ProcExit extends Error {}
+/** The module answered, but not as Envoy needs (a `false`, a missing export): no "trapped" prefix. */
+class Refused extends Error {}
 
 function serialize(headers: HeaderList): Uint8Array {
   const enc = new TextEncoder();
@@ -155,7 +157,8 @@ async function instantiate(wasm: Uint8Array, input: StreamInput): Promise<Instan
       return key in values ? give(new TextEncoder().encode(values[key]), ptrOut, sizeOut) : NOT_FOUND;
     },
     proxy_get_buffer_bytes: (type, start, max, ptrOut, sizeOut) => {
-      if (type === PLUGIN_CONFIGURATION) return give(config.subarray(start, start + max), ptrOut, sizeOut);
+      // Unsigned, as Envoy reads them: the Rust SDK asks for max = usize::MAX, which arrives as -1.
+      if (type === PLUGIN_CONFIGURATION) return give(config.subarray(start >>> 0, (start >>> 0) + (max >>> 0)), ptrOut, sizeOut);
       if (type === VM_CONFIGURATION) return give(new Uint8Array(0), ptrOut, sizeOut);
       return NOT_FOUND;
     },
@@ -243,9 +246,12 @@ async function instantiate(wasm: Uint8Array, input: StreamInput): Promise<Instan
     (imports[imp.module] ??= {})[imp.name] = fn;
   }
 
+  // The callback running when a trap happens: a trap message alone ("unreachable") does not say.
+  let phase = "the module's start function (instantiation)";
   const call = (name: string, ...args: number[]): number => {
     const fn = exports[name];
-    if (typeof fn !== "function") throw new Error(`the module does not export ${name}`);
+    if (typeof fn !== "function") throw new Refused(`the module does not export ${name}`);
+    phase = name;
     return Number((fn as (...a: number[]) => unknown)(...args) ?? 0);
   };
   const has = (name: string) => typeof exports[name] === "function";
@@ -253,7 +259,8 @@ async function instantiate(wasm: Uint8Array, input: StreamInput): Promise<Instan
     try {
       fn();
     } catch (err) {
-      const why = err instanceof Error ? err.message : String(err);
+      const message = err instanceof Error ? err.message : String(err);
+      const why = err instanceof Refused ? message : `${phase} trapped: ${message}`;
       const last = outcome.logs.slice(-3).join("\n  ");
       throw new Error(`${why}${last ? `\n  last log lines:\n  ${last}` : ""}`);
     }
@@ -274,8 +281,10 @@ async function instantiate(wasm: Uint8Array, input: StreamInput): Promise<Instan
       call("_start");
     }
     call("proxy_on_context_create", ROOT, 0);
-    if (call("proxy_on_vm_start", ROOT, 0) === 0) throw new Error("onStart (proxy_on_vm_start) returned false");
-    if (call("proxy_on_configure", ROOT, config.length) === 0) throw new Error(`onConfigure rejected the configuration ${JSON.stringify(input.configuration)}`);
+    if (call("proxy_on_vm_start", ROOT, 0) === 0) throw new Refused("onStart (proxy_on_vm_start) returned false");
+    if (call("proxy_on_configure", ROOT, config.length) === 0) {
+      throw new Refused(`onConfigure (proxy_on_configure) returned false: it rejected the configuration ${JSON.stringify(input.configuration)}`);
+    }
   };
   return { outcome, call, map, guard, start };
 }

@@ -5,6 +5,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
+import { RUNTIME_PACKAGE, runtimeFileFor } from "./as-runtime.ts";
 
 /** One compile request, as sent from compiler.ts to the worker. */
 export interface AscJob {
@@ -96,8 +97,10 @@ export function runAsc(job: AscJob): AscJobResult {
           // entries or change the runtime.
           if (path.basename(abs) === "asconfig.json") return null;
           if (shadowed(abs) || escapes(abs)) return null;
+          // proxy-runtime comes from the corrected copy in vendor/ (as-runtime.ts), never npm's.
+          const file = runtimeFileFor(abs, job.pinnedNodeModules) ?? abs;
           try {
-            return fs.readFileSync(abs, "utf8");
+            return fs.readFileSync(file, "utf8");
           } catch {
             return null;
           }
@@ -177,7 +180,7 @@ function confinement(dir: string | undefined): (abs: string) => boolean {
  * Returns a predicate telling whether `abs` is inside some other node_modules copy of a
  * package that the pinned node_modules also has. asc searches node_modules upward from
  * the importing file before any --path entry, so a filter from another repository would
- * otherwise pick up its own @solo-io/proxy-runtime instead of the one we ship.
+ * otherwise pick up its own @solo-io/proxy-runtime instead of the one we ship (vendor/).
  */
 function shadowChecker(pinned: string): (abs: string) => boolean {
   const pinnedPrefix = pinned.endsWith(path.sep) ? pinned : pinned + path.sep;
@@ -192,7 +195,8 @@ function shadowChecker(pinned: string): (abs: string) => boolean {
     if (!pkg) return false;
     let pinnedHasIt = known.get(pkg);
     if (pinnedHasIt === undefined) {
-      pinnedHasIt = fs.existsSync(path.join(pinned, pkg, "package.json"));
+      // The runtime is served from vendor/ whether or not npm installed its own copy.
+      pinnedHasIt = pkg === path.join(...RUNTIME_PACKAGE.split("/")) || fs.existsSync(path.join(pinned, pkg, "package.json"));
       known.set(pkg, pinnedHasIt);
     }
     return pinnedHasIt;

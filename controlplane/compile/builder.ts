@@ -2,9 +2,10 @@
 // known, compiled, validated against Envoy's host functions, content-hashed.
 
 import { createHash } from "node:crypto";
-import { readFile, realpath } from "node:fs/promises";
+import { readFile, realpath, stat } from "node:fs/promises";
 import path from "node:path";
-import { buildKey } from "./build-key.ts";
+import { buildKey, rustBuildKey } from "./build-key.ts";
+import { CARGO_MANIFEST, cargoBuild, cargoTargetDir, defaultCargoTargetRoot, type CargoBuildOptions } from "./cargo-build.ts";
 import { compileFilter, type CompileOptions, type CompileOutcome } from "./compiler.ts";
 import { FILTER_NAME_RULE, isValidFilterName, isValidRootId, readManifest, ROOT_ID_RULE, rootIdsFromSource, type Manifest } from "./manifest.ts";
 import { validateModule, type ValidationResult } from "./validate.ts";
@@ -39,6 +40,13 @@ export interface BuildOptions {
   validate?: (bytes: Uint8Array) => ValidationResult;
   /** Stored modules by build key: a hit is validated and returned without compiling. */
   cache?: BuildCache;
+  /**
+   * Where cargo writes Rust filters' build output (a folder per filter is made below it); keep
+   * it outside the filters folder. Default: ~/.cache/wasm-xds/cargo-target.
+   */
+  cargoTargetDir?: string;
+  /** Injected for tests; defaults to running cargo (cargo-build.ts). */
+  cargo?: (filterDir: string, opts: CargoBuildOptions) => Promise<CompileOutcome>;
 }
 
 export interface BuildCache {
@@ -65,6 +73,13 @@ export async function buildFilter(
   const dir = path.join(root, name);
   const entry = path.join(dir, "index.ts");
 
+  // The language is the folder's entry file: index.ts (AssemblyScript) or Cargo.toml (Rust).
+  const [isAssemblyScript, isRust] = await Promise.all([isFile(entry), isFile(path.join(dir, CARGO_MANIFEST))]);
+  if (isAssemblyScript && isRust) {
+    return fail("has both index.ts and Cargo.toml: a filter folder is either AssemblyScript (index.ts) or Rust (Cargo.toml)");
+  }
+  if (isRust) return buildRust(root, name, opts, fail, elapsed);
+
   // A link out of the filters folder is not followed, for the files read here as for the
   // watcher: index.ts and filter.json must resolve inside it (asc's reads: asc-run.ts).
   for (const file of [entry, path.join(dir, "filter.json")]) {
@@ -77,7 +92,7 @@ export async function buildFilter(
     source = await readFile(entry, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    return fail(code === "ENOENT" ? `no index.ts in ${dir}` : `cannot read index.ts: ${String(err)}`);
+    return fail(code === "ENOENT" ? `no index.ts in ${dir} (nor a Cargo.toml: a Rust filter)` : `cannot read index.ts: ${String(err)}`);
   }
 
   const parsed = await readManifest(dir);
@@ -107,13 +122,8 @@ export async function buildFilter(
   }
 
   const key = opts.cache ? await buildKey(root, name, { optimize: opts.optimize }) : undefined;
-  const hit = key !== undefined ? opts.cache?.lookup(name, key) : undefined;
-  if (hit) {
-    // Validated again: the size limit (CP_MAX_MODULE_BYTES) may have changed since.
-    const validation = (opts.validate ?? validateModule)(hit.wasm);
-    if (!validation.ok) return fail(validation.error, manifest);
-    return { ok: true, name, wasm: hit.wasm, sha256: hit.sha256, rootId, manifest, buildMs: elapsed(), warnings: [], buildKey: key, cached: true };
-  }
+  const hit = fromCache(name, key, rootId, manifest, opts, fail, elapsed);
+  if (hit) return hit;
 
   const compile = opts.compile ?? compileFilter;
   // Diagnostics then name files as "filters/<name>/index.ts".
@@ -137,6 +147,68 @@ export async function buildFilter(
   // Inputs edited during the compile: the bytes are not keyed (the watcher has a rebuild owed).
   if (key !== undefined && key === (await buildKey(root, name, { optimize: opts.optimize }))) result.buildKey = key;
   return result;
+}
+
+type Fail = (error: string, manifest?: Manifest) => BuildResult;
+
+/** The stored module built from the same inputs (key), validated again; undefined on a miss. */
+function fromCache(
+  name: string, key: string | undefined, rootId: string, manifest: Manifest, opts: BuildOptions, fail: Fail, elapsed: () => number,
+): BuildResult | undefined {
+  const hit = key !== undefined ? opts.cache?.lookup(name, key) : undefined;
+  if (!hit || key === undefined) return undefined;
+  // Validated again: the size limit (CP_MAX_MODULE_BYTES) may have changed since.
+  const validation = (opts.validate ?? validateModule)(hit.wasm);
+  if (!validation.ok) return fail(validation.error, manifest);
+  return {
+    ok: true, name, wasm: hit.wasm, sha256: hit.sha256, rootId, manifest, buildMs: elapsed(), warnings: [], buildKey: key, cached: true,
+  };
+}
+
+/**
+ * A Rust filter: filters/<name>/Cargo.toml, a cdylib using the proxy-wasm crate, built by cargo
+ * (cargo-build.ts) and then handled exactly like an AssemblyScript build: validated, cached by
+ * its inputs (rustBuildKey), stored and pushed by the caller.
+ */
+async function buildRust(root: string, name: string, opts: BuildOptions, fail: Fail, elapsed: () => number): Promise<BuildResult> {
+  const dir = path.join(root, name);
+  for (const file of [path.join(dir, CARGO_MANIFEST), path.join(dir, "filter.json")]) {
+    const outside = await resolvesOutside(root, file);
+    if (outside) {
+      return fail(`${path.basename(file)} resolves to ${outside}, outside the filters folder (links out of it are not followed)`);
+    }
+  }
+  const parsed = await readManifest(dir);
+  if (!parsed.ok) return fail(parsed.error);
+  const manifest = parsed.manifest;
+  // The Rust SDK creates its one root context (set_root_context) for whatever root id Envoy
+  // passes, so any id works: filter.json's, else the filter's name (a valid root id).
+  const rootId = manifest.rootId ?? name;
+
+  const key = opts.cache ? await rustBuildKey(root, name) : undefined;
+  const hit = fromCache(name, key, rootId, manifest, opts, fail, elapsed);
+  if (hit) return hit;
+
+  const targetDir = await cargoTargetDir(opts.cargoTargetDir ?? defaultCargoTargetRoot(), dir);
+  const compiled = await (opts.cargo ?? cargoBuild)(dir, { targetDir, baseDir: path.dirname(root) });
+  if (!compiled.ok) return fail(compiled.error, manifest);
+  const validation = (opts.validate ?? validateModule)(compiled.wasm);
+  if (!validation.ok) return fail(validation.error, manifest);
+  const result: BuildResult = {
+    ok: true, name, wasm: compiled.wasm, sha256: createHash("sha256").update(compiled.wasm).digest("hex"),
+    rootId, manifest, buildMs: elapsed(), warnings: compiled.warnings, cached: false,
+  };
+  // Inputs edited during the build: the bytes are not keyed (the watcher has a rebuild owed).
+  if (key !== undefined && key === (await rustBuildKey(root, name))) result.buildKey = key;
+  return result;
+}
+
+async function isFile(file: string): Promise<boolean> {
+  try {
+    return (await stat(file)).isFile();
+  } catch {
+    return false;
+  }
 }
 
 /** Where `file` really is when that is outside `root`; undefined when inside or missing. */

@@ -52,6 +52,14 @@ export const BASE_CAPABILITIES: readonly string[] = [
   "proc_exit",
 ];
 
+// Rust filters (proxy-wasm crate 0.2.5, wasm32-wasip1, measured on filters/hello-rust) are
+// classified by the same tables: the SDK imports every host call it wraps whether the filter
+// uses it or not (http_call, grpc_*, shared data and queues, set_property, foreign functions),
+// and Rust's std adds wasi_snapshot_preview1 environ_get, environ_sizes_get, fd_write and
+// proc_exit. A header filter calls none of them but proxy_log and the header functions (Envoy
+// logs no denied call), so it needs only the base set; the others show as undeclared imports
+// with their groups. What a Rust author declares: docs/rust-filters.md.
+
 /** The groups a manifest may declare; anything else is a manifest error. */
 export const CAPABILITY_GROUPS: Readonly<Record<string, CapabilityGroup>> = {
   http_call: {

@@ -41,11 +41,14 @@ const STDERR_TAIL_CHARS = 2000;
 // filters on should not keep that forever. Restarting costs about 3 s on the next compile.
 const IDLE_SHUTDOWN_MS = 5 * 60_000;
 
-/** node_modules holding this control plane's @solo-io/proxy-runtime (and asc). */
+/**
+ * node_modules holding this control plane's asc; packages a filter imports resolve here first.
+ * @solo-io/proxy-runtime looked up here is read from the corrected copy in vendor/ (as-runtime.ts).
+ */
 const PINNED_NODE_MODULES = (() => {
   const require = createRequire(import.meta.url);
-  const pkgJson = require.resolve("@solo-io/proxy-runtime/package.json");
-  return path.resolve(path.dirname(pkgJson), "..", "..");
+  const pkgJson = require.resolve("assemblyscript/package.json");
+  return path.resolve(path.dirname(pkgJson), "..");
 })();
 
 export async function compileFilter(

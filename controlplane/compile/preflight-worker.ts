@@ -1,30 +1,48 @@
-// Worker-thread entry for preflight.ts: starts one plugin in the in-process proxy-wasm host and
-// reports how it went. A worker so that a module looping in its start code can be terminated.
+// Worker-thread entry for preflight.ts: starts plugins in the in-process proxy-wasm host
+// (cli/wasm-host.ts) and runs filter.test.json cases, one job at a time, and reports how each went.
+// A worker so that a module looping in its start code can be terminated; long-lived so that a
+// pre-flight costs the module's run (milliseconds), not loading tsx and the host (~200 ms).
+// Every job and every case gets a fresh Wasm instance: nothing carries over between them.
 
-import { parentPort, workerData } from "node:worker_threads";
+import { parentPort } from "node:worker_threads";
 import { startPlugin } from "../cli/wasm-host.ts";
+import { runTestCase, type TestCase } from "./preflight-cases.ts";
 
 export interface PreflightJob {
   wasm: Uint8Array;
   rootId: string;
+  /** The plugin configuration Envoy would hand onConfigure ("" when it gets none). */
   configuration: string;
+  /** filter.test.json cases, run after the start; a case without its own configuration gets filter.json's. */
+  cases?: { defaultConfiguration: string; list: TestCase[] };
 }
 
+export type PreflightRequest = { id: number; job: PreflightJob };
+
 export type PreflightMessage =
-  | { type: "running" }
-  | { type: "result"; ok: true; unsupported: string[] }
-  | { type: "result"; ok: false; error: string };
+  | { type: "ready" }
+  | { type: "result"; id: number; ok: true; unsupported: string[] }
+  | { type: "result"; id: number; ok: false; error: string };
 
 const port = parentPort;
 if (!port) throw new Error("preflight-worker.ts must run in a worker thread");
-const job = workerData as PreflightJob;
 const send = (m: PreflightMessage) => port.postMessage(m);
 
-// The parent's clock for the module starts now (loading tsx and this file does not count).
-send({ type: "running" });
-try {
-  const outcome = await startPlugin(job.wasm, { rootId: job.rootId, configuration: job.configuration });
-  send({ type: "result", ok: true, unsupported: outcome.unsupported });
-} catch (err) {
-  send({ type: "result", ok: false, error: err instanceof Error ? err.message : String(err) });
+async function run(job: PreflightJob): Promise<{ ok: true; unsupported: string[] } | { ok: false; error: string }> {
+  try {
+    const outcome = await startPlugin(job.wasm, { rootId: job.rootId, configuration: job.configuration });
+    for (const tc of job.cases?.list ?? []) {
+      const result = await runTestCase(job.wasm, job.rootId, job.cases?.defaultConfiguration ?? "", tc);
+      if (!result.ok) return { ok: false, error: `filter.test.json case ${JSON.stringify(tc.name)} failed: ${result.problems.join("; ")}` };
+    }
+    return { ok: true, unsupported: outcome.unsupported };
+  } catch (err) {
+    return { ok: false, error: err instanceof Error ? err.message : String(err) };
+  }
 }
+
+port.on("message", (req: PreflightRequest) => {
+  void run(req.job).then((r) => send({ type: "result", id: req.id, ...r }));
+});
+// The parent's clock for a job starts when it is handed over, after this (tsx, the host) loaded.
+send({ type: "ready" });

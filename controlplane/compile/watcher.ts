@@ -3,7 +3,8 @@
 // Editors save in bursts (write a temp file and rename it over the original; truncate then
 // write; delete then recreate), so events are never interpreted one by one: any event under
 // a filter folder (re)arms that filter's debounce timer, and when the burst settles we look
-// at the disk: index.ts present -> changed, absent (and it was a filter) -> removed.
+// at the disk: an entry file present (index.ts, or Cargo.toml for a Rust filter) -> changed,
+// absent (and it was a filter) -> removed.
 
 import { readdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
@@ -33,7 +34,10 @@ export interface FilterWatcher {
   close(): Promise<void>;
 }
 
-const ENTRY = "index.ts";
+/** A filter folder holds one of these: AssemblyScript's entry, or a Rust crate's manifest. */
+const ENTRIES = ["index.ts", "Cargo.toml"];
+/** Files a build reads; editors litter folders with everything else. */
+const SOURCE_FILE = /\.(ts|json|rs|toml|lock)$/;
 const DEFAULT_DEBOUNCE_MS = 75;
 // chokidar drops a change event that follows another for the same file within 50 ms, with
 // no trailing event. Settling later than that after the last reported event guarantees the
@@ -43,7 +47,7 @@ const MIN_DEBOUNCE_MS = 60;
 const MAX_WAIT_FACTOR = 10;
 
 /**
- * Filters currently on disk: valid-named direct subfolders with an index.ts, sorted. A link to a
+ * Filters currently on disk: valid-named direct subfolders with an index.ts or Cargo.toml, sorted. A link to a
  * folder inside `dir` counts; a link out of it does not. Folders with other names are reported
  * to `ignored` (library folders starting with "_" or "." are not).
  */
@@ -60,7 +64,7 @@ export async function listFilters(dir: string, ignored?: IgnoredEntry): Promise<
       ignored?.(entry.name, OUTSIDE_LINK_REASON);
       continue;
     }
-    if (await isFile(path.join(dir, entry.name, ENTRY))) names.push(entry.name);
+    if (await hasEntry(path.join(dir, entry.name))) names.push(entry.name);
   }
   return names.sort();
 }
@@ -118,7 +122,7 @@ export function watchFilters(
       }
       return;
     }
-    if (await isFile(path.join(root, key, ENTRY))) {
+    if (await hasEntry(path.join(root, key))) {
       if (!(await resolvesInside(root, key))) {
         ignored(key, OUTSIDE_LINK_REASON);
         if (known.delete(key)) handlers.removed(key);
@@ -158,7 +162,7 @@ export function watchFilters(
     // filter folder settles like a folder; a loose file next to the filters settles to nothing.
     if (parts.length === 1 && kind === "file") return touch(top);
     // Only sources and manifests feed a build; editors litter folders with everything else.
-    if (kind === "file" && !/\.(ts|json)$/.test(file)) return;
+    if (kind === "file" && !SOURCE_FILE.test(file)) return;
     if (top.startsWith("_") || top.startsWith(".")) touch(ALL);
     else if (isValidFilterName(top)) touch(top);
   };
@@ -214,8 +218,16 @@ function isIgnored(root: string, file: string): boolean {
   const parts = rel.split(path.sep);
   const base = parts[parts.length - 1] ?? "";
   if (parts.includes("node_modules")) return true;
+  // cargo's build output when someone runs cargo by hand in a filter folder (the control plane's
+  // own builds write outside the filters folder): thousands of files, never an input.
+  if (parts.length >= 2 && parts[1] === "target") return true;
   if (parts.slice(1).some((p) => p.startsWith("."))) return true; // dotfiles, .#lock files
   return /\.(swp|swx|swo)$|~$/.test(base) || base === "4913"; // vim, emacs backups, vim probe
+}
+
+async function hasEntry(dir: string): Promise<boolean> {
+  for (const entry of ENTRIES) if (await isFile(path.join(dir, entry))) return true;
+  return false;
 }
 
 async function isFile(file: string): Promise<boolean> {

@@ -1,6 +1,7 @@
 import type { EventBus } from "../events/bus.ts";
 import type { HealthReader } from "../health/monitor.ts";
 import type { FilterRegistry } from "../registry/filter-registry.ts";
+import type { ReplicaInfo } from "../replicas/replica-directory.ts";
 import type { OperatorState } from "../state/operator-state.ts";
 import type { ClientRegistry } from "../xds/client-status.ts";
 import type { EncodedResource, Snapshot } from "../xds/snapshot.ts";
@@ -20,6 +21,8 @@ export interface AdminDeps {
   ready: () => boolean;
   /** Runtime health of filters and which Envoys report stats (controlplane/health); absent: no `health` in views. */
   health?: HealthReader;
+  /** This replica: its id (CP_REPLICA_ID), whether it builds, and (etcd) every replica's announcement. */
+  replica?: { id: string; builder: () => boolean; directory?: () => Promise<ReplicaInfo[]> };
   /** Largest module an upload may bring (CP_MAX_MODULE_BYTES); default 8 MiB. */
   maxModuleBytes?: number;
 }

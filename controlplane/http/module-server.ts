@@ -1,7 +1,7 @@
 import Fastify from "fastify";
 import type { Logger } from "pino";
 import type { EventBus } from "../events/bus.ts";
-import { MAX_TRACKED_NODE_ID, type FetchTracker } from "../registry/fetch-tracker.ts";
+import { MAX_TRACKED_NODE_ID } from "../registry/fetch-tracker.ts";
 import type { FilterRegistry } from "../registry/filter-registry.ts";
 import type { TlsMaterial } from "../tls.ts";
 
@@ -12,7 +12,13 @@ const MODULE_FILE = /^([0-9a-f]{64})\.wasm$/;
  * store (registry.readModule). The URL only selects a key: a file name is built only from a
  * validated sha256, and stored bytes are checked against it before they are served.
  */
-export function createModuleServer(registry: FilterRegistry, fetches: FetchTracker, log: Logger, opts: { tls?: TlsMaterial; events?: EventBus } = {}) {
+/** Where downloads are reported: the FetchTracker, or (replicas) a relay in front of it. */
+export interface FetchSink {
+  started(nodeId: string, sha256: string): void;
+  completed(nodeId: string, sha256: string, finished?: boolean): void;
+}
+
+export function createModuleServer(registry: FilterRegistry, fetches: FetchSink, log: Logger, opts: { tls?: TlsMaterial; events?: EventBus } = {}) {
   // HTTPS with the server certificate when CP_TLS_CERT is set (Envoy's module cluster then speaks
   // TLS, see xds/resources.ts); `https: null` is plain HTTP, so one instance type for both.
   const app = Fastify({ loggerInstance: log.child({ component: "module-server" }), https: opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : null });

@@ -74,6 +74,8 @@ export class FilterRegistry {
   private readonly chains = new Map<string, Promise<unknown>>();
   /** Modules written to the store whose record is not saved yet: collection must keep them. */
   private readonly inFlight = new Map<string, number>();
+  /** Per filter, the store revision memory reflects: an older change (a late watch event) is ignored. */
+  private readonly revisions = new Map<string, number>();
   private pinnedOf: (name: string) => string | undefined = () => undefined;
 
   constructor(private readonly persistence?: RegistryPersistence) {}
@@ -120,30 +122,45 @@ export class FilterRegistry {
   /**
    * Loads every filter record and its modules from the store (start-up, before any build).
    * Returns what could not be restored (a damaged record, a missing or damaged module), and
-   * collects stored modules no record references.
+   * collects stored modules no record references (local stores; a shared store is collected by
+   * its builder replica, collectShared()).
    */
   async restore(): Promise<string[]> {
     if (!this.persistence) return [];
-    const { records, problems } = await this.persistence.records.load();
-    for (const record of records) {
-      const kept: GoodModule[] = [];
-      for (const m of record.history) {
-        const bytes = await this.persistence.modules.get(m.sha256);
-        if (!bytes) {
-          problems.push(`${record.name}: module ${m.sha256} is missing or damaged in the store; dropped from its history`);
-          continue;
-        }
-        this.modules.set(m.sha256, bytes);
-        kept.push(m);
-      }
-      const current = kept.at(-1);
-      if (!current) continue;
-      this.history.set(record.name, kept);
-      if (record.lastBuildKey !== undefined) this.lastBuildKeys.set(record.name, record.lastBuildKey);
-      this.entries.set(record.name, { name: record.name, status: "ok", module: current, defaults: record.defaults });
+    const { records, problems, revision } = await this.persistence.records.load();
+    for (const record of records) problems.push(...(await this.adopt(record, revision)));
+    if (!this.persistence.records.shared) problems.push(...(await this.collect()));
+    return problems;
+  }
+
+  /**
+   * A record another replica saved (a shared store's watch). Changes older than what memory
+   * reflects are ignored; modules are fetched from the store before anything changes.
+   */
+  applyShared(record: FilterRecord, revision: number): Promise<string[]> {
+    return this.serial(record.name, () => this.adopt(record, revision));
+  }
+
+  /** A record another replica deleted (its folder was removed). */
+  removeShared(name: string, revision: number): Promise<void> {
+    return this.serial(name, async () => {
+      if (revision < (this.revisions.get(name) ?? -1)) return;
+      this.revisions.delete(name);
+      this.removed(name);
+    });
+  }
+
+  /**
+   * The whole store as read at `revision` (a shared store's watch reconnected: changes may have
+   * been missed). Filters the store no longer has, and no newer change brought, are removed.
+   */
+  async resyncShared(records: FilterRecord[], revision: number): Promise<string[]> {
+    const problems: string[] = [];
+    const names = new Set(records.map((r) => r.name));
+    for (const record of records) problems.push(...(await this.applyShared(record, revision)));
+    for (const name of [...this.entries.keys()]) {
+      if (!names.has(name)) await this.removeShared(name, revision);
     }
-    problems.push(...(await this.collect()));
-    if (this.entries.size > 0) this.emit();
     return problems;
   }
 
@@ -152,6 +169,7 @@ export class FilterRegistry {
     if (entry) entry.status = "building";
     else this.entries.set(name, { name, status: "building", defaults: {} });
     this.emit();
+    this.shareStatus(name, "building");
   }
 
   /**
@@ -163,27 +181,41 @@ export class FilterRegistry {
   commitModule(name: string, wasm: Uint8Array, module: NewModule, defaults: FilterDefaults, beforeApply?: () => void): Promise<GoodModule> {
     return this.serial(name, async () => {
       const good = goodModule(wasm, module);
-      const { kept, evicted } = this.retain(name, good);
-      if (this.persistence) {
-        const meta: ModuleMeta = { sha256: good.sha256, size: good.size, filter: name, source: good.source, rootId: good.rootId, createdAt: good.builtAt };
-        if (good.capabilities) meta.capabilities = good.capabilities;
-        if (good.buildKey !== undefined) meta.buildKey = good.buildKey;
-        const record: FilterRecord = { name, history: kept, defaults };
-        const lastBuildKey = good.source === "build" ? good.buildKey : this.lastBuildKeys.get(name);
-        if (lastBuildKey !== undefined) record.lastBuildKey = lastBuildKey;
-        this.inFlight.set(good.sha256, (this.inFlight.get(good.sha256) ?? 0) + 1);
-        try {
-          await this.persistence.modules.put(wasm, meta);
-          await this.persistence.records.save(record);
-        } finally {
-          const n = (this.inFlight.get(good.sha256) ?? 1) - 1;
-          if (n > 0) this.inFlight.set(good.sha256, n);
-          else this.inFlight.delete(good.sha256);
-        }
+      if (!this.persistence) {
+        beforeApply?.();
+        const { kept, evicted } = retainIn(this.history.get(name) ?? [], good, this.pinnedOf(name));
+        this.apply(name, wasm, good, kept, evicted, defaults);
+        return good;
       }
+      const { modules, records } = this.persistence;
+      const meta: ModuleMeta = { sha256: good.sha256, size: good.size, filter: name, source: good.source, rootId: good.rootId, createdAt: good.builtAt };
+      if (good.capabilities) meta.capabilities = good.capabilities;
+      if (good.buildKey !== undefined) meta.buildKey = good.buildKey;
+      let evicted: GoodModule[] = [];
+      this.inFlight.set(good.sha256, (this.inFlight.get(good.sha256) ?? 0) + 1);
+      let saved: { record: FilterRecord; revision: number };
+      try {
+        await modules.put(wasm, meta);
+        // Retention is computed on the stored record: on a shared store another replica may
+        // have committed (an upload) since this one last heard.
+        saved = await records.update(name, (latest) => {
+          const retained = retainIn(latest?.history ?? [], good, this.pinnedOf(name));
+          evicted = retained.evicted;
+          const record: FilterRecord = { name, history: retained.kept, defaults };
+          const lastBuildKey = good.source === "build" ? good.buildKey : latest?.lastBuildKey;
+          if (lastBuildKey !== undefined) record.lastBuildKey = lastBuildKey;
+          if (records.shared) record.status = "ok";
+          return record;
+        });
+      } finally {
+        const n = (this.inFlight.get(good.sha256) ?? 1) - 1;
+        if (n > 0) this.inFlight.set(good.sha256, n);
+        else this.inFlight.delete(good.sha256);
+      }
+      const loaded = await this.loadModules(saved.record, new Map([[good.sha256, wasm]]));
       beforeApply?.();
-      this.apply(name, wasm, good, kept, evicted, defaults);
-      if (evicted.length > 0) await this.collect(evicted.map((m) => m.sha256));
+      this.setRecord(saved.record, loaded.kept, loaded.bytes, saved.revision);
+      if (evicted.length > 0 && !records.shared) await this.collect(evicted.map((m) => m.sha256));
       return good;
     });
   }
@@ -194,7 +226,7 @@ export class FilterRegistry {
    */
   buildSucceeded(name: string, wasm: Uint8Array, module: NewModule, defaults: FilterDefaults): void {
     const good = goodModule(wasm, module);
-    const { kept, evicted } = this.retain(name, good);
+    const { kept, evicted } = retainIn(this.history.get(name) ?? [], good, this.pinnedOf(name));
     this.apply(name, wasm, good, kept, evicted, defaults);
   }
 
@@ -204,6 +236,7 @@ export class FilterRegistry {
     if (!entry?.module) return;
     this.entries.set(name, { name, status: "ok", module: entry.module, defaults: entry.defaults });
     this.emit();
+    this.shareStatus(name, "ok");
   }
 
   /** A failed build changes nothing Envoy sees: the last good module and its defaults stay. */
@@ -215,6 +248,7 @@ export class FilterRegistry {
     if (prior?.module) entry.module = prior.module;
     this.entries.set(name, entry);
     this.emit();
+    this.shareStatus(name, "error", error, manifestDefaults);
   }
 
   /** Memory-only removal (see removeFilter for the durable one). */
@@ -237,14 +271,37 @@ export class FilterRegistry {
       const retained = (this.history.get(name) ?? []).map((m) => m.sha256);
       let failure: unknown;
       try {
-        await this.persistence?.records.delete(name);
+        const revision = await this.persistence?.records.delete(name);
+        if (revision !== undefined) this.revisions.set(name, revision);
       } catch (err) {
         failure = err;
       }
       this.removed(name);
       if (failure !== undefined) throw failure;
-      await this.collect(retained);
+      if (!this.persistence?.records.shared) await this.collect(retained);
     });
+  }
+
+  /**
+   * Collection for a shared store (its builder replica runs it now and then): modules no record
+   * retains and stored longer ago than `graceMs` are deleted. The grace covers a commit on
+   * another replica between its module write and its record write.
+   */
+  async collectShared(graceMs: number, now = Date.now()): Promise<string[]> {
+    if (!this.persistence) return [];
+    const referenced = new Set<string>(this.inFlight.keys());
+    for (const kept of this.history.values()) for (const m of kept) referenced.add(m.sha256);
+    const problems: string[] = [];
+    for (const meta of await this.persistence.modules.list()) {
+      const storedAt = Date.parse(meta.storedAt ?? meta.createdAt);
+      if (referenced.has(meta.sha256) || !(now - storedAt > graceMs)) continue;
+      try {
+        await this.persistence.modules.delete(meta.sha256);
+      } catch (err) {
+        problems.push(`cannot collect module ${meta.sha256}: ${(err as Error).message}`);
+      }
+    }
+    return problems;
   }
 
   onChange(listener: RegistryListener): () => void {
@@ -252,15 +309,77 @@ export class FilterRegistry {
     return () => this.listeners.delete(listener);
   }
 
-  /** The history after adding `good`: the last N plus a pinned module, oldest first. */
-  private retain(name: string, good: GoodModule): { kept: GoodModule[]; evicted: GoodModule[] } {
-    const all = (this.history.get(name) ?? []).filter((m) => m.sha256 !== good.sha256);
-    all.push(good);
-    const lastN = all.slice(-RETAINED_BUILDS_PER_FILTER);
-    const pinned = this.pinnedOf(name);
-    const pin = pinned ? all.find((m) => m.sha256 === pinned) : undefined;
-    const kept = pin && !lastN.includes(pin) ? [pin, ...lastN] : lastN;
-    return { kept, evicted: all.filter((m) => !kept.includes(m)) };
+  /** Bytes of a record's modules: from memory, `extra`, or the store; a missing one is dropped with a problem. */
+  private async loadModules(record: FilterRecord, extra = new Map<string, Uint8Array>()): Promise<{ kept: GoodModule[]; bytes: Map<string, Uint8Array>; problems: string[] }> {
+    const kept: GoodModule[] = [];
+    const bytes = new Map<string, Uint8Array>();
+    const problems: string[] = [];
+    for (const m of record.history) {
+      const b = extra.get(m.sha256) ?? this.modules.get(m.sha256) ?? (await this.persistence?.modules.get(m.sha256));
+      if (!b) {
+        problems.push(`${record.name}: module ${m.sha256} is missing or damaged in the store; dropped from its history`);
+        continue;
+      }
+      bytes.set(m.sha256, b);
+      kept.push(m);
+    }
+    return { kept, bytes, problems };
+  }
+
+  /** A stored record made current in memory (its modules fetched first), unless memory is newer. */
+  private async adopt(record: FilterRecord, revision: number): Promise<string[]> {
+    if (revision < (this.revisions.get(record.name) ?? -1)) return [];
+    const loaded = await this.loadModules(record);
+    this.setRecord(record, loaded.kept, loaded.bytes, revision);
+    return loaded.problems;
+  }
+
+  /** Memory takes a stored record: its history, its current module, its status (shared stores). */
+  private setRecord(record: FilterRecord, kept: GoodModule[], bytes: Map<string, Uint8Array>, revision: number): void {
+    const { name } = record;
+    if (revision < (this.revisions.get(name) ?? -1)) return;
+    this.revisions.set(name, revision);
+    const before = this.history.get(name) ?? [];
+    for (const [sha, b] of bytes) this.modules.set(sha, b);
+    if (kept.length > 0) this.history.set(name, kept);
+    else this.history.delete(name);
+    if (record.lastBuildKey !== undefined) this.lastBuildKeys.set(name, record.lastBuildKey);
+    else this.lastBuildKeys.delete(name);
+    for (const m of before) if (!kept.some((k) => k.sha256 === m.sha256)) this.forget(m.sha256);
+    const current = kept.at(-1);
+    if (!current && record.status === undefined) {
+      // Nothing to serve and no status to show (a local record whose modules are all gone).
+      if (this.entries.delete(name)) this.emit();
+      return;
+    }
+    const entry: FilterEntry = { name, status: record.status ?? "ok", defaults: record.defaults };
+    if (record.error !== undefined && entry.status === "error") entry.error = record.error;
+    if (current) entry.module = current;
+    this.entries.set(name, entry);
+    this.emit();
+  }
+
+  /**
+   * Shared stores carry build status, so every replica shows what the builder saw. Best effort:
+   * a status that cannot be written (the store is down) is only this replica's until the next.
+   */
+  private shareStatus(name: string, status: BuildStatus, error?: string, manifestDefaults?: FilterDefaults): void {
+    const records = this.persistence?.records;
+    if (!records?.shared) return;
+    void this.serial(name, async () => {
+      const saved = await records.update(name, (latest) => {
+        const hasModule = (latest?.history.length ?? 0) > 0;
+        const record: FilterRecord = {
+          ...(latest ?? { name, history: [] }),
+          defaults: hasModule ? latest!.defaults : manifestDefaults ?? latest?.defaults ?? {},
+          status,
+        };
+        if (error !== undefined) record.error = error;
+        else delete record.error;
+        return record;
+      });
+      await this.adopt(saved.record, saved.revision);
+    }).catch(() => undefined);
   }
 
   private apply(name: string, wasm: Uint8Array, good: GoodModule, kept: GoodModule[], evicted: GoodModule[], defaults: FilterDefaults): void {
@@ -314,6 +433,16 @@ export class FilterRegistry {
   private emit(): void {
     for (const listener of this.listeners) listener();
   }
+}
+
+/** The history after adding `good`: the last N plus a pinned module, oldest first. */
+function retainIn(history: readonly GoodModule[], good: GoodModule, pinned: string | undefined): { kept: GoodModule[]; evicted: GoodModule[] } {
+  const all = history.filter((m) => m.sha256 !== good.sha256);
+  all.push(good);
+  const lastN = all.slice(-RETAINED_BUILDS_PER_FILTER);
+  const pin = pinned ? all.find((m) => m.sha256 === pinned) : undefined;
+  const kept = pin && !lastN.includes(pin) ? [pin, ...lastN] : lastN;
+  return { kept, evicted: all.filter((m) => !kept.includes(m)) };
 }
 
 function goodModule(wasm: Uint8Array, module: NewModule): GoodModule {

@@ -38,22 +38,35 @@ export interface OperatorStateData {
 
 export type StateListener = () => void;
 
+/** Saved state and the store revision it was saved at (shared stores order changes by it). */
+export interface SavedState {
+  data: OperatorStateData;
+  revision: number;
+}
+
 /**
- * Where operator state persists. FileStateBackend is the default; a shared store (etcd, issue 11
- * part 3) implements the same two calls.
+ * Where operator state persists: FileStateBackend (the default) or a shared store
+ * (store/etcd-state.ts), whose other replicas' changes arrive through OperatorState.applyShared.
  */
 export interface StateBackend {
   /** The saved state, or undefined when nothing was ever saved. */
-  load(): Promise<OperatorStateData | undefined>;
-  /** Durable when it resolves; throws StoreWriteError (nothing saved) otherwise. */
-  save(data: OperatorStateData): Promise<void>;
+  load(): Promise<SavedState | undefined>;
+  /**
+   * Saves `mutate(latest saved data)` and resolves once it is durable. A shared store re-runs
+   * `mutate` on the newer data when another replica wrote in between (a compare-and-swap), so
+   * two writes never overwrite each other. Throws StoreWriteError (nothing saved) otherwise.
+   */
+  update(mutate: (latest: OperatorStateData) => OperatorStateData): Promise<SavedState>;
 }
 
 /** One JSON file, written crash-safely (store/durable-file.ts). */
 export class FileStateBackend implements StateBackend {
+  /** What the file holds (this process is its only writer). */
+  private latest: SavedState = { data: { filters: {} }, revision: 0 };
+
   constructor(readonly file: string) {}
 
-  async load(): Promise<OperatorStateData | undefined> {
+  async load(): Promise<SavedState | undefined> {
     // A kill between a temp write and its rename leaves `<file>.<pid>[.<n>].tmp`: garbage.
     await removeTempFiles(path.dirname(this.file), `${path.basename(this.file)}.`);
     let text: string;
@@ -64,19 +77,23 @@ export class FileStateBackend implements StateBackend {
       throw new Error(`cannot read state file ${this.file}: ${(err as Error).message}`);
     }
     try {
-      return parseState(JSON.parse(text));
+      this.latest = { data: parseState(JSON.parse(text)), revision: 0 };
+      return this.latest;
     } catch (err) {
       throw new Error(`state file ${this.file} is invalid: ${(err as Error).message}`);
     }
   }
 
-  async save(data: OperatorStateData): Promise<void> {
+  async update(mutate: (latest: OperatorStateData) => OperatorStateData): Promise<SavedState> {
+    const data = mutate(this.latest.data);
     try {
-      // OperatorState chains its saves: never two at once.
+      // OperatorState chains its updates: never two at once.
       await writeFileDurably(this.file, JSON.stringify(data, null, 2) + "\n", { serialized: true });
     } catch (err) {
       throw writeError("cannot save operator state", err);
     }
+    this.latest = { data, revision: this.latest.revision + 1 };
+    return this.latest;
   }
 }
 
@@ -88,6 +105,8 @@ export class FileStateBackend implements StateBackend {
  */
 export class OperatorState {
   private data: OperatorStateData = { filters: {} };
+  /** Store revision of `data`: a shared change older than what is applied is ignored. */
+  private revision = 0;
   private readonly listeners = new Set<StateListener>();
   private writeChain: Promise<void> = Promise.resolve();
   private readonly backend: StateBackend;
@@ -98,7 +117,9 @@ export class OperatorState {
   }
 
   async load(): Promise<void> {
-    this.data = (await this.backend.load()) ?? { filters: {} };
+    const saved = await this.backend.load();
+    this.data = saved?.data ?? { filters: {} };
+    this.revision = saved?.revision ?? 0;
   }
 
   choice(name: string): FilterChoice {
@@ -108,15 +129,16 @@ export class OperatorState {
   /**
    * Saves a change, then applies it and tells listeners (so a snapshot only follows saved state).
    * A field set to `undefined` in `change` is cleared. Updates apply in call order, each on top
-   * of the previous one; one that fails to save (StoreWriteError) leaves state as it was.
+   * of the latest saved state; one that fails to save (StoreWriteError) leaves state as it was.
    */
   update(name: string, change: FilterChoice): Promise<void> {
     const step = this.writeChain.catch(() => undefined).then(async () => {
-      const next: FilterChoice = { ...this.choice(name), ...change };
-      for (const key of Object.keys(next) as (keyof FilterChoice)[]) if (next[key] === undefined) delete next[key];
-      const data: OperatorStateData = { filters: { ...this.data.filters, [name]: next } };
-      await this.backend.save(data);
-      this.data = data;
+      const saved = await this.backend.update((latest) => {
+        const next: FilterChoice = { ...(latest.filters[name] ?? {}), ...change };
+        for (const key of Object.keys(next) as (keyof FilterChoice)[]) if (next[key] === undefined) delete next[key];
+        return { filters: { ...latest.filters, [name]: next } };
+      });
+      this.adopt(saved);
     });
     this.writeChain = step;
     return step.then(() => {
@@ -124,13 +146,27 @@ export class OperatorState {
     });
   }
 
+  /** State another replica saved (a shared store's watch); older than what is applied: ignored. */
+  applyShared(saved: SavedState): void {
+    if (!this.adopt(saved)) return;
+    for (const listener of this.listeners) listener();
+  }
+
   onChange(listener: StateListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
+
+  private adopt(saved: SavedState): boolean {
+    if (saved.revision < this.revision) return false;
+    this.revision = saved.revision;
+    this.data = saved.data;
+    return true;
+  }
 }
 
-function parseState(raw: unknown): OperatorStateData {
+/** Parses stored operator state, keeping only well-formed fields (shared stores use it too). */
+export function parseState(raw: unknown): OperatorStateData {
   if (typeof raw !== "object" || raw === null || typeof (raw as { filters?: unknown }).filters !== "object") {
     throw new Error("expected {\"filters\": {...}}");
   }

@@ -21,6 +21,8 @@ export interface ModuleMeta {
   buildKey?: string;
   /** ISO 8601. */
   createdAt: string;
+  /** ISO 8601, when last stored (shared stores: collection grace); absent: createdAt. */
+  storedAt?: string;
 }
 
 export interface ModuleStore {

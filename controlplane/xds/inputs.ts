@@ -5,6 +5,7 @@ export interface NetworkInputs {
   listener: { address: string; port: number };
   upstream: HostPort;
   moduleServer: HostPort;
+  modulePeers?: readonly HostPort[];
   moduleTls?: ModuleTls;
   /** CP_XDS_TOKEN, for the per-type config sources (resources.ts). */
   xdsToken?: string;

@@ -10,6 +10,12 @@ export interface ResourceInputs {
   listener: { address: string; port: number };
   upstream: HostPort;
   moduleServer: HostPort;
+  /**
+   * More endpoints of the module cluster (CP_MODULE_PEERS: other replicas' module servers). The
+   * URL names moduleServer; any endpoint serves any stored module, so Envoy's fetch (and its
+   * retry) can land on whichever replica is up.
+   */
+  modulePeers?: readonly HostPort[];
   /** The module server speaks HTTPS (CP_TLS_CERT): how Envoy verifies it. Absent: plain HTTP. */
   moduleTls?: ModuleTls;
   /** Filters that have a good module, in chain order. */
@@ -125,22 +131,26 @@ export function isVariantResource(r: ResourceObject | VariantResource): r is Var
 
 export function buildResources(inputs: ResourceInputs): ResourceSet {
   const set: ResourceSet = new Map();
-  const upstreams = [{ name: UPSTREAM_CLUSTER, target: inputs.upstream }, { name: MODULE_CLUSTER, target: inputs.moduleServer }];
-  const clusterOf = (name: string, target: HostPort) => bySource((source) =>
-    cluster(name, target, source, name === MODULE_CLUSTER ? inputs.moduleTls : undefined, inputs.xdsToken));
-  set.set(CLUSTER, new Map(upstreams.map(({ name, target }) => [name, clusterOf(name, target)])));
+  const upstreams = [
+    { name: UPSTREAM_CLUSTER, targets: [inputs.upstream] },
+    { name: MODULE_CLUSTER, targets: [inputs.moduleServer, ...(inputs.modulePeers ?? [])] },
+  ];
+  const clusterOf = (name: string, targets: HostPort[]) => bySource((source) =>
+    cluster(name, targets, source, name === MODULE_CLUSTER ? inputs.moduleTls : undefined, inputs.xdsToken));
+  set.set(CLUSTER, new Map(upstreams.map(({ name, targets }) => [name, clusterOf(name, targets)])));
   // An IP upstream's endpoints come over EDS (so they can change without a CDS update);
   // a DNS name is resolved by Envoy itself.
-  set.set(ENDPOINT, new Map(upstreams.filter(({ target }) => net.isIP(target.host)).map(({ name, target }) => [name, loadAssignment(name, target)])));
+  set.set(ENDPOINT, new Map(upstreams.filter(({ targets }) => net.isIP(targets[0]!.host)).map(({ name, targets }) => [name, loadAssignment(name, targets)])));
   set.set(LISTENER, new Map([[LISTENER_NAME, bySource((source) => listener(inputs, source))]]));
   set.set(ROUTE, byName([routeConfiguration(inputs.filters)]));
+  const replicated = (inputs.modulePeers?.length ?? 0) > 0;
   set.set(EXTENSION_CONFIG, new Map(inputs.filters.map((f) => {
     // Per filter, not per Envoy: a push renders this for every Envoy that runs the filter.
     const vm = vmIdentity(f);
     return [f.name, {
-      canonical: extensionConfig(f, vm, inputs.moduleServer, CANONICAL_VARIANT, inputs.moduleTls !== undefined),
+      canonical: extensionConfig(f, vm, inputs.moduleServer, CANONICAL_VARIANT, inputs.moduleTls !== undefined, replicated),
       key: (v: DeliveryVariant) => `${v.nodeId}\n${v.nackOnCacheMiss}\n${v.afterFetch === true}`,
-      render: (v: DeliveryVariant) => extensionConfig(f, vm, inputs.moduleServer, v, inputs.moduleTls !== undefined),
+      render: (v: DeliveryVariant) => extensionConfig(f, vm, inputs.moduleServer, v, inputs.moduleTls !== undefined, replicated),
     }];
   })));
   return set;
@@ -168,18 +178,16 @@ function hostPort({ host, port }: HostPort): string {
   return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-function loadAssignment(name: string, target: HostPort): ResourceObject {
-  return {
-    cluster_name: name,
-    endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: target.host, port_value: target.port } } } }] }],
-  };
+function loadAssignment(name: string, targets: readonly HostPort[]): ResourceObject {
+  const lbEndpoints = targets.map((t) => ({ endpoint: { address: { socket_address: { address: t.host, port_value: t.port } } } }));
+  return { cluster_name: name, endpoints: [{ lb_endpoints: lbEndpoints }] };
 }
 
-function cluster(name: string, target: HostPort, source: ConfigSourceKind, tls: ModuleTls | undefined, xdsToken: string | undefined): ResourceObject {
-  const c: ResourceObject = net.isIP(target.host)
+function cluster(name: string, targets: readonly HostPort[], source: ConfigSourceKind, tls: ModuleTls | undefined, xdsToken: string | undefined): ResourceObject {
+  const c: ResourceObject = net.isIP(targets[0]!.host)
     ? { name, type: "EDS", connect_timeout: { seconds: 2 }, eds_cluster_config: { eds_config: configSource(source, xdsToken) } }
     // A name (the compose service, host.docker.internal) needs Envoy's resolver.
-    : { name, type: "STRICT_DNS", connect_timeout: { seconds: 2 }, load_assignment: loadAssignment(name, target) };
+    : { name, type: "STRICT_DNS", connect_timeout: { seconds: 2 }, load_assignment: loadAssignment(name, targets) };
   if (tls) c.transport_socket = moduleTransportSocket(tls);
   return c;
 }
@@ -263,7 +271,7 @@ function vmIdentity(filter: FilterResourceSpec): VmIdentity {
   return { allowed, vmId: vmId(filter.name, allowed) };
 }
 
-function extensionConfig(filter: FilterResourceSpec, { allowed, vmId }: VmIdentity, moduleServer: HostPort, variant: DeliveryVariant, https: boolean): ResourceObject {
+function extensionConfig(filter: FilterResourceSpec, { allowed, vmId }: VmIdentity, moduleServer: HostPort, variant: DeliveryVariant, https: boolean, replicated: boolean): ResourceObject {
   const pluginConfig: ResourceObject = {
     name: filter.name,
     root_id: filter.rootId,
@@ -275,7 +283,12 @@ function extensionConfig(filter: FilterResourceSpec, { allowed, vmId }: VmIdenti
         remote: {
           http_uri: { uri: moduleUrl(moduleServer, filter.sha256, variant.nodeId, https, variant.afterFetch === true), cluster: MODULE_CLUSTER, timeout: { seconds: 10 } },
           sha256: filter.sha256,
-          retry_policy: { num_retries: { value: 3 } },
+          // Several module endpoints (replicas): a fetch that lands on a dead one retries on the
+          // next within ~0.1 s instead of Envoy's 1 s default back-off, so the download ends
+          // inside the cache-miss grace the control plane gives it (xds/ecds-delivery.ts).
+          retry_policy: replicated
+            ? { num_retries: { value: 5 }, retry_back_off: { base_interval: { nanos: 100_000_000 }, max_interval: { seconds: 1 } } }
+            : { num_retries: { value: 3 } },
         },
       },
     },

@@ -1,9 +1,11 @@
 // Shared helper for filters: read the plugin configuration Envoy passes to onConfigure.
 //
-// Why not RootContext.getConfiguration(): proxy-runtime 0.1.8's default onConfigure
-// passes `configuration_size` where the host expects a pointer for the returned size,
-// so Envoy writes the size into an arbitrary low address of linear memory and the
-// runtime then decodes a stale length. Filters override onConfigure and call this.
+// New filters do not need it: the runtime filters compile against (the corrected 0.1.8 in
+// vendor/proxy-runtime-0.1.8-wasmxds/) reads the configuration itself, and
+// `this.root_context.getConfiguration()` returns it (or "" when none is set). This helper
+// dates from the published 0.1.8, whose onConfigure misread the configuration (and trapped
+// without one), and stays for filters that override onConfigure and call it; it reads the
+// same bytes the runtime does.
 //
 // Folders under filters/ whose name starts with "_" are libraries, not filters: the
 // watcher rebuilds every filter when something in here changes.

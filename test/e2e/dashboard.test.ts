@@ -104,6 +104,10 @@ describe("dashboard in Chromium against a real control plane and Envoy", { timeo
     assert.deepEqual(types, ["CDS:acked", "EDS:acked", "LDS:acked", "RDS:acked", "ECDS:acked"].filter((t) => types.includes(t)));
     for (const t of ["LDS", "RDS", "ECDS"]) assert.ok(types.includes(`${t}:acked`), `${t} is listed as ACKed: ${types.join(", ")}`);
     assert.match(await card.locator("h3").innerText(), /envoy-local\s+cluster wasm-xds/);
+    // Which control plane replica it is connected to (CP_REPLICA_ID; by default host-pid).
+    const replica = await card.getAttribute("data-replica");
+    assert.ok(replica, "the card names the replica");
+    assert.match(await card.locator(".small").first().innerText(), new RegExp(`^replica ${replica.replace(/[.]/g, "\\.")} · `));
   });
 
   it("its switch turns add-header off and on in Envoy", async () => {

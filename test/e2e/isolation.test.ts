@@ -77,24 +77,31 @@ describe("isolation: misbehaving filters beside a good one, real Envoy", { timeo
     for (const r of rows) assert.ok(r.envoyAlive && r.goodFilterUnaffected && r.other.every((o) => o === 200), says(r));
   });
 
-  it("a filter that aborts in onConfigure: Envoy NACKs the configuration and keeps serving the last good one", async () => {
-    const rows = await run("abort-configure", ["closed"]);
-    const r = row(rows, "closed");
-    assert.ok(r.envoyAlive);
-    assert.match(r.controlPlane, /^NACK \(TypedExtensionConfig\)/, says(r));
-    assert.ok(r.other.every((o) => o === 200), `requests keep the last accepted configuration: ${says(r)}`);
-    assert.ok(r.goodFilterUnaffected);
-    assert.notEqual(r.recovery.ms, null, `listener changes accepted again after the recovery: ${says(r)}`);
+  it("a configuration that makes onConfigure trap is refused before push: a 400, Envoy never receives it, requests keep being served", async () => {
+    const [r] = await run("abort-configure", ["closed"]);
+    assert.ok(r);
+    assert.ok(r.envoyAlive, says(r));
+    assert.match(r.controlPlane, /^refused before push \(400\): proxy_on_configure trapped: the module exited/, says(r));
+    assert.ok(r.notes.some((n) => /^PUT configuration "bad": 400 .*abort-configure: refusing configuration "bad"/s.test(n)), `the trap message: ${says(r)}`);
+    assert.ok(r.notes.some((n) => /^ECDS afterwards: unchanged/.test(n)), `no new ECDS version: ${says(r)}`);
+    assert.ok(r.notes.includes('Envoy\'s ECDS config holds configuration "bad": no'), says(r));
+    assert.ok(r.notes.includes("configuration in the API afterwards: null"), `nothing saved: ${says(r)}`);
+    assert.ok(r.other.length === 5 && r.other.every((o) => o === 200), `requests keep being served: ${says(r)}`);
+    assert.ok(r.notes.some((n) => / ran on 5\/5 requests/.test(n)), `the filter keeps running with its good configuration: ${says(r)}`);
+    assert.ok(r.notes.includes("an unrelated new filter (listener change) afterwards: ACKed"), says(r));
+    assert.ok(r.goodFilterUnaffected, says(r));
   });
 
-  it("a new filter whose VM fails to start: no NACK, fail-closed 503, and it goes away with its folder", async () => {
+  it("a new filter whose first configuration makes onConfigure trap is refused before push: a build error, Envoy never receives it", async () => {
     const [r] = await run("abort-at-start");
     assert.ok(r);
     assert.ok(r.envoyAlive, says(r));
-    assert.match(r.controlPlane, /^no NACK/, says(r));
-    assert.ok(r.other.every((o) => o === 503), `fail-closed filter without a VM: ${says(r)}`);
+    assert.match(r.controlPlane, /^refused before push \(build error in the API\): proxy_on_configure trapped: the module exited/, says(r));
+    assert.ok(r.notes.some((n) => /^build: error abort-at-start-\d+: refused before push: .*configuration "bad".*refusing configuration/s.test(n)), says(r));
+    assert.ok(r.notes.some((n) => /^ECDS: no resource for it; version unchanged; Envoy's ECDS config names it: no$/.test(n)), says(r));
+    assert.ok(r.other.length === 5 && r.other.every((o) => o === 200), `requests keep being served: ${says(r)}`);
+    assert.ok(r.notes.includes("an unrelated new filter (listener change) meanwhile: ACKed"), says(r));
     assert.ok(r.goodFilterUnaffected, says(r));
-    assert.notEqual(r.recovery.ms, null, says(r));
   });
 
   it("a filter that grows memory without bound: the VM traps at its limit, Envoy stays up", async () => {

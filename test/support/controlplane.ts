@@ -134,8 +134,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   };
 }
 
-/** A private copy of the repository's filters (with `_lib`), so tests can edit freely. */
-export function copyFilters(dest: string): string {
-  fs.cpSync(repoPath("filters"), dest, { recursive: true });
+/**
+ * A private copy of the repository's filters (with `_lib`), so tests can edit freely. Rust
+ * filters (a Cargo.toml) are left out unless `rust` is set: they need cargo and a build of their
+ * own, which only test/e2e/rust-filter.test.ts is about.
+ */
+export function copyFilters(dest: string, opts: { rust?: boolean } = {}): string {
+  const src = repoPath("filters");
+  const isRust = (p: string): boolean => path.dirname(p) === src && fs.existsSync(path.join(p, "Cargo.toml"));
+  fs.cpSync(src, dest, { recursive: true, filter: (p) => opts.rust === true || !isRust(p) });
   return dest;
 }

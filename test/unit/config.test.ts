@@ -19,6 +19,10 @@ const ALL_VARIABLES = [
   "CP_LISTENER_ADDRESS",
   "CP_UPSTREAM",
   "CP_MODULE_ADDRESS",
+  "CP_MODULE_PEERS",
+  "CP_STORE",
+  "CP_REPLICA_ID",
+  "CP_ETCD_LEASE_TTL",
   "CP_FILTERS_DIR",
   "CP_STATE_FILE",
   "CP_STATE_DIR",
@@ -78,7 +82,11 @@ describe("loadConfig", () => {
       autoDisableAfter: 5,
       autoDisableWindowS: 60,
       maxModuleBytes: 8 * 1024 * 1024,
+      modulePeers: [],
+      store: { kind: "dir" },
+      replicaId: c.replicaId,
     });
+    assert.match(c.replicaId, /^[A-Za-z0-9._-]+-\d+$/, "default replica id: <hostname>-<pid>");
   });
 
   test("the module address's default port follows CP_MODULE_PORT (env or flag)", () => {
@@ -127,6 +135,9 @@ describe("loadConfig", () => {
       maxModuleBytes: 1000,
       autoDisableAfter: 0,
       autoDisableWindowS: 10,
+      modulePeers: [],
+      store: { kind: "dir" },
+      replicaId: c.replicaId,
       adminToken: TOKEN,
     });
   });
@@ -158,9 +169,21 @@ describe("loadConfig", () => {
       xdsPort: 1, xdsHost: "h1", modulePort: 2, moduleHost: "h2", adminPort: 3, adminHost: "h3",
       listenerPort: 4, listenerAddress: "10.1.2.3", upstream: { host: "up", port: 5 },
       moduleAddress: { host: "mod", port: 6 }, filtersDir: "/f", stateFile: "/s.json", logLevel: "trace", buildNice: 19, maxModuleBytes: 2048,
-      autoDisableAfter: 7, autoDisableWindowS: 30,
+      autoDisableAfter: 7, autoDisableWindowS: 30, modulePeers: [], store: { kind: "dir" }, replicaId: c.replicaId,
       adminToken: TOKEN, xdsToken: XDS_TOKEN, tls: { certFile: "/c.pem", keyFile: "/k.pem", clientCaFile: "/ca.pem", moduleCaForEnvoy: "/envoy/ca.pem" },
     });
+  });
+
+  test("replicas: CP_STORE, CP_REPLICA_ID, CP_MODULE_PEERS, CP_ETCD_LEASE_TTL", () => {
+    const c = config([], { CP_STORE: "etcd://10.0.0.1:2379,10.0.0.2:2379/team", CP_REPLICA_ID: "cp-a", CP_MODULE_ADDRESS: "10.0.0.1:18080", CP_MODULE_PEERS: "10.0.0.2:18080, 10.0.0.3:18080", CP_ETCD_LEASE_TTL: "9" });
+    assert.deepEqual(c.store, { kind: "etcd", url: "etcd://10.0.0.1:2379,10.0.0.2:2379/team", hosts: ["http://10.0.0.1:2379", "http://10.0.0.2:2379"], prefix: "team/", leaseTtlS: 9 });
+    assert.equal(c.replicaId, "cp-a");
+    assert.deepEqual(c.modulePeers, [{ host: "10.0.0.2", port: 18080 }, { host: "10.0.0.3", port: 18080 }]);
+    assert.throws(() => config([], { CP_STORE: "redis://x:1" }), /CP_STORE="redis:\/\/x:1": expected dir or etcd:\/\/host:port/);
+    assert.throws(() => config([], { CP_REPLICA_ID: "a b" }), /CP_REPLICA_ID/);
+    // One cluster type for the module endpoints: all IPs or all names.
+    assert.throws(() => config([], { CP_MODULE_ADDRESS: "10.0.0.1:1", CP_MODULE_PEERS: "cp-b:1" }), /CP_MODULE_PEERS.*one kind/);
+    assert.throws(() => config([], { CP_MODULE_PEERS: "nope" }), /CP_MODULE_PEERS/);
   });
 
   test("--help and -h return \"help\", even with other flags", () => {

@@ -61,6 +61,15 @@ const COVERED: Record<string, { file: string; contains: string; why: string }> =
   "curl -si localhost:10000/headers": {
     file: "test/e2e/dev.test.ts", contains: "/headers", why: "the same request through the local Envoy",
   },
+  // Replicas (README "Running several replicas"): the ha profile is checked offline; what it runs
+  // (replicas on etcd, an Envoy failing over) is the replicas e2e test with real etcd and Envoy.
+  "export CP_XDS_TOKEN=$(openssl rand -hex 32) CP_ADMIN_TOKEN=$(openssl rand -hex 32)": {
+    file: ".ci/run", contains: "--profile ha config -q", why: "ha profile check with a token",
+  },
+  "docker compose --profile ha up -d envoy-ha": { file: ".ci/run", contains: "--profile ha config -q", why: "offline config check of the ha profile" },
+  "curl -si localhost:10001/headers": {
+    file: "test/e2e/replicas-etcd.test.ts", contains: "/headers", why: "requests through Envoys on replicas",
+  },
 };
 
 describe("README commands", () => {

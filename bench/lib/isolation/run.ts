@@ -25,7 +25,8 @@ export interface Scenario {
 export const SCENARIOS: readonly Scenario[] = [
   { id: "abort-request", perPolicy: true, run: (ctx, p) => runTrap(ctx, ABORT_REQUEST, p) },
   { id: "auto-disable", perPolicy: false, needs: "reload", run: (ctx) => runAutoDisable(ctx) },
-  { id: "abort-configure", perPolicy: true, run: (ctx, p) => runAbortConfigure(ctx, p) },
+  // Refused before push (the pre-flight): the fail policy never comes into play.
+  { id: "abort-configure", perPolicy: false, run: (ctx, p) => runAbortConfigure(ctx, p) },
   { id: "abort-at-start", perPolicy: false, run: (ctx) => runAbortAtStart(ctx) },
   { id: "memory-grow", perPolicy: true, run: (ctx, p) => runTrap(ctx, MEMORY_GROW, p) },
   { id: "spin", perPolicy: false, run: (ctx) => runSpin(ctx) },

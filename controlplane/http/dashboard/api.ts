@@ -19,6 +19,8 @@ export interface ClientView {
   streams: { id: number; peer: string; connectedAt: string }[];
   cacheMissResends: number;
   types: Record<string, TypeView>;
+  /** The replica (CP_REPLICA_ID) this Envoy's streams are connected to. */
+  replica?: string;
 }
 
 export class ApiError extends Error {

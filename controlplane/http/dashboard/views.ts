@@ -4,8 +4,9 @@ import { PUSH_ORDER, shortName } from "../../xds/type-urls.ts";
 import type { ClientView, FilterView, TypeView } from "./api.ts";
 import { clock, fill, h, pill, short } from "./dom.ts";
 
-// asc: "in filters/x/index.ts(12,5)"; others "index.ts:12" or "index.ts:12:5".
-const LOCATION = /([\w./@-]+\.ts)(?:\((\d+),(\d+)\)|:(\d+)(?::(\d+))?)/;
+// asc: "in filters/x/index.ts(12,5)"; others "index.ts:12" or "index.ts:12:5"; cargo (Rust
+// filters): "filters/x/src/lib.rs:12:5" or "filters/x/Cargo.toml:8:14".
+const LOCATION = /([\w./@-]+\.(?:ts|rs|toml))(?:\((\d+),(\d+)\)|:(\d+)(?::(\d+))?)/;
 
 /** The first file:line[:column] a build error names, if any. */
 export function errorLocation(error: string): string | undefined {
@@ -113,9 +114,9 @@ export function renderEnvoys(container: HTMLElement, clients: readonly ClientVie
     const states = types.map(([, t]) => typeState(t));
     const overall = states.includes("nacked") ? "nacked" : states.every((s) => s === "acked") ? "acked" : "pending";
     const streams = c.streams.map((s) => `#${s.id} ${s.peer} since ${clock(s.connectedAt)}`).join(", ");
-    return h("div", { class: "envoy", "data-node": c.node.id, "data-cluster": c.node.cluster, "data-state": overall },
+    return h("div", { class: "envoy", "data-node": c.node.id, "data-cluster": c.node.cluster, "data-replica": c.replica ?? "", "data-state": overall },
       h("h3", {}, c.node.id, " ", h("span", { class: "muted" }, `cluster ${c.node.cluster}`), " ", pill(overall, overall === "acked" ? "all ACKed" : overall)),
-      h("div", { class: "muted small" }, `${c.streams.length} stream${c.streams.length === 1 ? "" : "s"}: ${streams}`,
+      h("div", { class: "muted small" }, c.replica !== undefined ? `replica ${c.replica} · ` : "", `${c.streams.length} stream${c.streams.length === 1 ? "" : "s"}: ${streams}`,
         c.cacheMissResends > 0 ? ` · ${c.cacheMissResends} cache-miss re-send${c.cacheMissResends === 1 ? "" : "s"}` : ""),
       h("table", {},
         h("thead", {}, h("tr", {}, h("th", {}, "Type"), h("th", {}, "Sent"), h("th", {}, "ACKed"), h("th", {}, "State"), h("th", {}, "Last NACK"))),

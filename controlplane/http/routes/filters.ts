@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { moduleCapabilities, parseCapabilityList } from "../../compile/capabilities.ts";
 import { ROOT_ID_RULE, ROOT_ID_SOURCE } from "../../compile/manifest.ts";
-import { preflightModule } from "../../compile/preflight.ts";
+import { preflightGate } from "../../compile/preflight-gate.ts";
 import { formatBytes, validateModule } from "../../compile/validate.ts";
 import { effectiveFilters, type EffectiveFilter } from "../../registry/effective.ts";
 import type { FilterChoice } from "../../state/operator-state.ts";
@@ -121,6 +121,17 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     const updated = find(name);
     return updated ? view(updated) : notFound(reply, name);
   };
+  // A change of what Envoy runs (configuration, pinned module) is pre-flighted first: the module
+  // started with the configuration Envoy would get (compile/preflight-gate.ts). Refused: a 400
+  // with the module's reason, nothing saved, nothing pushed.
+  const gate = preflightGate(deps.registry, deps.state);
+  const gatedChange = async (name: string, reply: FastifyReply, choice: FilterChoice, what: Record<string, unknown>) => {
+    if (!deps.registry.get(name)) return notFound(reply, name);
+    const outcome = await gate.change(name, choice, () => change(name, reply, choice, what));
+    if (outcome.ok) return outcome.value;
+    reply.log.warn({ filter: name, change: what, error: outcome.error }, "operator change refused by the pre-flight");
+    return reply.code(400).send({ error: outcome.error });
+  };
 
   app.get("/api/filters", {
     schema: { summary: "List filters", tags: ["filters"], response: { 200: { type: "array", items: filterSchema } } },
@@ -162,15 +173,15 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
 
   app.put<{ Params: { name: string }; Body: { configuration: string } }>("/api/filters/:name/configuration", {
     schema: {
-      summary: "Plugin configuration handed to the module's onConfigure (ECDS only, no rebuild)", tags: ["filters"], params: nameParams,
+      summary: "Plugin configuration handed to the module's onConfigure (ECDS only, no rebuild); 400 if the module traps or returns false with it (pre-flight)", tags: ["filters"], params: nameParams,
       body: { type: "object", required: ["configuration"], additionalProperties: false, properties: { configuration: { type: "string", maxLength: 65536 } } },
       response: responses(filterSchema),
     },
-  }, async (req, reply) => change(req.params.name, reply, { configuration: req.body.configuration }, { configuration: req.body.configuration }));
+  }, async (req, reply) => gatedChange(req.params.name, reply, { configuration: req.body.configuration }, { configuration: req.body.configuration }));
 
   app.delete<{ Params: { name: string } }>("/api/filters/:name/configuration", {
-    schema: { summary: "Back to the manifest's configuration", tags: ["filters"], params: nameParams, response: responses(filterSchema) },
-  }, async (req, reply) => change(req.params.name, reply, { configuration: undefined }, { configuration: null }));
+    schema: { summary: "Back to the manifest's configuration (pre-flighted like a PUT)", tags: ["filters"], params: nameParams, response: responses(filterSchema) },
+  }, async (req, reply) => gatedChange(req.params.name, reply, { configuration: undefined }, { configuration: null }));
 
   app.put<{ Params: { name: string }; Body: { failPolicy: (typeof FAIL_POLICY_ENUM)[number] } }>("/api/filters/:name/fail-policy", {
     schema: {
@@ -199,7 +210,7 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
 
   app.post<{ Params: { name: string }; Body: { sha256: string } }>("/api/filters/:name/rollback", {
     schema: {
-      summary: "Pin one of the filter's retained modules until its next edit or an unpin", tags: ["filters"], params: nameParams,
+      summary: "Pin one of the filter's retained modules until its next edit or an unpin; 400 if it does not start with the current configuration (pre-flight)", tags: ["filters"], params: nameParams,
       body: { type: "object", required: ["sha256"], additionalProperties: false, properties: { sha256: { type: "string", pattern: SHA_PATTERN } } },
       response: responses(filterSchema),
     },
@@ -209,12 +220,12 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     if (!deps.registry.historyOf(name).some((m) => m.sha256 === req.body.sha256)) {
       return reply.code(404).send({ error: `filter ${name} has no retained module ${req.body.sha256} (see GET /api/filters/${name} history)` });
     }
-    return change(name, reply, { pinnedSha256: req.body.sha256 }, { pinnedSha256: req.body.sha256 });
+    return gatedChange(name, reply, { pinnedSha256: req.body.sha256 }, { pinnedSha256: req.body.sha256 });
   });
 
   app.delete<{ Params: { name: string } }>("/api/filters/:name/pin", {
-    schema: { summary: "Drop a rollback pin: back to the newest module", tags: ["filters"], params: nameParams, response: responses(filterSchema) },
-  }, async (req, reply) => change(req.params.name, reply, { pinnedSha256: undefined }, { pinnedSha256: null }));
+    schema: { summary: "Drop a rollback pin: back to the newest module (pre-flighted like a rollback)", tags: ["filters"], params: nameParams, response: responses(filterSchema) },
+  }, async (req, reply) => gatedChange(req.params.name, reply, { pinnedSha256: undefined }, { pinnedSha256: null }));
 
   // Prebuilt modules (Rust, Go, C++ SDKs): validated exactly like a built one.
   const maxModuleBytes = deps.maxModuleBytes ?? MAX_MODULE_BYTES;
@@ -251,27 +262,33 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     const checked = validateModule(bytes, { maxBytes: maxModuleBytes });
     if (!checked.ok) return reply.code(bytes.byteLength > maxModuleBytes ? 413 : 400).send({ error: `${name}: ${checked.error}` });
     const rootId = req.query.rootId ?? name;
-    // Started as Envoy would start it, with this root id and the filter's configuration: a module
-    // that does not create that root context (or traps, or refuses the configuration) would make
-    // Envoy fail every request through the listener once pushed.
-    const configuration = find(name)?.configuration ?? "";
-    const preflight = await preflightModule(bytes, { rootId, configuration });
-    if (!preflight.ok) {
-      req.log.warn({ filter: name, rootId, error: preflight.error }, "uploaded module refused by the pre-flight");
-      return reply.code(400).send({ error: `${name}: the module does not start with root id ${JSON.stringify(rootId)}: ${preflight.error}` });
-    }
-    const capabilities = moduleCapabilities(bytes, declared.groups);
     const sha256 = createHash("sha256").update(bytes).digest("hex");
-    const prior = deps.registry.get(name);
-    try {
-      // Stored (module, then the filter's record) before it is announced: survives a restart.
-      await deps.registry.commitModule(name, bytes, { sha256, rootId, buildMs: 0, source: "upload", capabilities }, prior?.defaults ?? {},
-        () => deps.events.emit({ type: "build.succeeded", filter: name, sha256, buildMs: 0, bytes: bytes.byteLength }));
-    } catch (err) {
-      if (!(err instanceof StoreWriteError)) throw err;
-      req.log.error({ filter: name, error: err.message }, "uploaded module not stored");
-      return reply.code(503).send({ error: `${name}: module not stored, nothing changed: ${err.message}` });
-    }
+    // Checked and stored under the filter's pre-flight lock: a configuration change cannot slip in
+    // between and leave Envoy a pair nobody started.
+    const refused = await gate.exclusive(name, async () => {
+      // Started as Envoy would start it, with this root id and the filter's configuration: a module
+      // that does not create that root context (or traps, or refuses the configuration) would make
+      // Envoy fail every request through the listener once pushed.
+      const configuration = find(name)?.configuration ?? "";
+      const verdict = await gate.check(bytes, { sha256, rootId, configuration });
+      if (!verdict.ok) {
+        req.log.warn({ filter: name, rootId, error: verdict.error }, "uploaded module refused by the pre-flight");
+        return { status: 400, error: `${name}: the module does not start with root id ${JSON.stringify(rootId)}: ${verdict.error}` };
+      }
+      const capabilities = moduleCapabilities(bytes, declared.groups);
+      const prior = deps.registry.get(name);
+      try {
+        // Stored (module, then the filter's record) before it is announced: survives a restart.
+        await deps.registry.commitModule(name, bytes, { sha256, rootId, buildMs: 0, source: "upload", capabilities }, prior?.defaults ?? {},
+          () => deps.events.emit({ type: "build.succeeded", filter: name, sha256, buildMs: 0, bytes: bytes.byteLength }));
+      } catch (err) {
+        if (!(err instanceof StoreWriteError)) throw err;
+        req.log.error({ filter: name, error: err.message }, "uploaded module not stored");
+        return { status: 503, error: `${name}: module not stored, nothing changed: ${err.message}` };
+      }
+      return undefined;
+    });
+    if (refused) return reply.code(refused.status).send({ error: refused.error });
     req.log.info({ filter: name, sha256, bytes: bytes.byteLength }, "prebuilt module uploaded");
     const updated = find(name);
     return updated ? view(updated) : notFound(reply, name);

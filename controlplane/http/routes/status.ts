@@ -22,7 +22,31 @@ export async function statusRoutes(app: FastifyInstance, deps: AdminDeps): Promi
       tags: ["status"],
       response: { 200: { type: "array", items: anyObject } },
     },
-  }, async () => describeClients(deps.clients.list(), (name, version) => deps.resourceAt(EXTENSION_CONFIG, name, version)?.moduleSha256));
+  }, async () => {
+    const views = describeClients(deps.clients.list(), (name, version) => deps.resourceAt(EXTENSION_CONFIG, name, version)?.moduleSha256);
+    // Which replica each Envoy is connected to: this one (GET /api/replicas lists the others').
+    const replica = deps.replica?.id;
+    return replica === undefined ? views : views.map((v) => ({ ...v, replica }));
+  });
+
+  app.get("/api/replicas", {
+    schema: {
+      summary: "Control plane replicas (CP_STORE=etcd): id, addresses, which one builds, and the Envoys connected to each; a single control plane lists itself",
+      tags: ["status"],
+      response: { 200: { type: "object", properties: { self: { type: "string" }, replicas: { type: "array", items: anyObject } } }, 503: { type: "object", properties: { error: { type: "string" } } } },
+    },
+  }, async (_req, reply) => {
+    const self = deps.replica?.id ?? "local";
+    if (deps.replica?.directory) {
+      try {
+        return { self, replicas: await deps.replica.directory() };
+      } catch (err) {
+        return reply.code(503).send({ error: (err as Error).message });
+      }
+    }
+    const envoys = [...new Set(deps.clients.list().map((c) => c.nodeId))].sort();
+    return { self, replicas: [{ id: self, builder: deps.replica?.builder() ?? true, envoys }] };
+  });
 
   // What Envoys are served: per type, the version and each resource's content hash. Two
   // replicas fed the same filters and state answer identically.

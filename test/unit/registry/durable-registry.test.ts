@@ -63,8 +63,10 @@ describe("FilterRegistry with a store", () => {
     const first = await commit(registry, "f", "v1", { buildKey: "k1" });
     let changes = 0;
     registry.onChange(() => changes++);
-    const failing = { ...p, records: { load: () => p.records.load(), delete: (n: string) => p.records.delete(n),
-      save: async (_r: FilterRecord) => { throw new StoreWriteError("cannot write records/f.json: ENOSPC: no space left on device", "ENOSPC"); } } };
+    const failing = { ...p, records: { shared: false, load: () => p.records.load(), delete: (n: string) => p.records.delete(n),
+      update: async (_n: string, _m: (r: FilterRecord | undefined) => FilterRecord): Promise<never> => {
+        throw new StoreWriteError("cannot write records/f.json: ENOSPC: no space left on device", "ENOSPC");
+      } } };
     const broken = new FilterRegistry(failing);
     await broken.restore();
     await assert.rejects(commit(broken, "f", "v2", { buildKey: "k2" }), /ENOSPC/);

@@ -1,18 +1,21 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { OperatorState, type OperatorStateData, type StateBackend } from "../../../controlplane/state/operator-state.ts";
+import { OperatorState, type OperatorStateData, type SavedState, type StateBackend } from "../../../controlplane/state/operator-state.ts";
 import { StoreWriteError } from "../../../controlplane/store/durable-file.ts";
 
 /** A backend whose saves fail while `failing` is set (pure logic: the real file case is e2e/durable). */
 class FlakyBackend implements StateBackend {
   saved: OperatorStateData | undefined;
   failing = false;
-  async load(): Promise<OperatorStateData | undefined> {
-    return this.saved;
+  private revision = 0;
+  async load(): Promise<SavedState | undefined> {
+    return this.saved && { data: this.saved, revision: this.revision };
   }
-  async save(data: OperatorStateData): Promise<void> {
+  async update(mutate: (latest: OperatorStateData) => OperatorStateData): Promise<SavedState> {
+    const data = mutate(structuredClone(this.saved ?? { filters: {} }));
     if (this.failing) throw new StoreWriteError("cannot save operator state: EROFS: read-only file system", "EROFS");
     this.saved = structuredClone(data);
+    return { data, revision: ++this.revision };
   }
 }
 

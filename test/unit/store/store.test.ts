@@ -92,8 +92,8 @@ describe("DirFilterRecordStore", () => {
     const records = new DirFilterRecordStore(path.join(dir, "records"));
     const m = wasm("r");
     const good = { sha256: sha256Of(m), rootId: "f", size: m.byteLength, builtAt: new Date().toISOString(), buildMs: 3, source: "upload" as const };
-    await records.save({ name: "f", history: [good], defaults: { order: 2 }, lastBuildKey: "key" });
-    await records.save({ name: "g", history: [good], defaults: {} });
+    await records.update("f", () => ({ name: "f", history: [good], defaults: { order: 2 }, lastBuildKey: "key" }));
+    await records.update("g", () => ({ name: "g", history: [good], defaults: {} }));
     fs.writeFileSync(path.join(records.dir, "g.json"), "{ torn");
     const { records: loaded, problems } = await records.load();
     assert.deepEqual(loaded, [{ name: "f", history: [good], defaults: { order: 2 }, lastBuildKey: "key" }]);
