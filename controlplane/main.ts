@@ -98,7 +98,10 @@ async function main(): Promise<void> {
   const storeName = config.store.kind === "etcd" ? config.store.url : stateDir;
   for (const problem of await registry.restore()) log.warn({ store: storeName, problem }, "store: not restored");
   // Other replicas' changes, from the revision loading started at.
-  const following = shared ? await shared.follow(state, registry, log.child({ component: "store" })) : undefined;
+  // After an etcd outage the builder builds every filter again: an edit whose module could not be
+  // stored then is stored now (unchanged ones are build-cache hits).
+  let rebuildAll = (): void => undefined;
+  const following = shared ? await shared.follow(state, registry, log.child({ component: "store" }), () => rebuildAll()) : undefined;
   const fetches = new FetchTracker();
   const cache = new SnapshotCache();
   const events = new EventBus();
@@ -252,6 +255,10 @@ async function main(): Promise<void> {
       ignored: (name, reason) => log.warn({ folder: name, reason }, "folder in the filters dir ignored"),
     });
     await watcher.ready;
+  };
+  rebuildAll = () => {
+    if (!watcher) return;
+    for (const name of present) scheduler.schedule(name);
   };
   const stopBuilding = async (): Promise<void> => {
     const w = watcher;

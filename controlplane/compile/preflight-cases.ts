@@ -29,7 +29,8 @@ export function compareHeaders(side: string, actual: HeaderList, expected: Expec
     const values = actual.filter(([k]) => k === key.toLowerCase()).map(([, v]) => v);
     const got = values.length > 0 ? values.join(", ") : null;
     if (got !== want) {
-      problems.push(`${side} header ${key}: expected ${want === null ? "absent" : JSON.stringify(want)}, got ${got === null ? "absent" : JSON.stringify(got)}`);
+      const show = (v: string | null) => (v === null ? "absent" : JSON.stringify(v));
+      problems.push(`${side} header ${key}: expected ${show(want)}, got ${show(got)}`);
     }
   }
   return problems;
@@ -50,7 +51,10 @@ export async function runTestCase(wasm: Uint8Array, rootId: string, defaultConfi
       request: Object.entries(tc.request ?? { ":method": "GET", ":path": "/" }),
       response: Object.entries(tc.response ?? { ":status": "200" }),
     });
-    problems.push(...compareHeaders("request", out.request, tc.expect?.request), ...compareHeaders("response", out.response, tc.expect?.response));
+    problems.push(
+      ...compareHeaders("request", out.request, tc.expect?.request),
+      ...compareHeaders("response", out.response, tc.expect?.response),
+    );
     const wantReply = tc.expect?.localReply;
     if (wantReply !== undefined && (out.localReply?.status ?? null) !== wantReply) {
       problems.push(`local reply: expected ${wantReply ?? "none"}, got ${out.localReply ? out.localReply.status : "none"}`);

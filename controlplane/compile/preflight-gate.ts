@@ -58,7 +58,9 @@ export function applyChoice(choice: FilterChoice, change: FilterChoice): FilterC
  * The plugin Envoy runs for a filter under `choice`: the pinned module if it is still retained,
  * else the newest (as effectiveFilters picks it). Undefined: no module, nothing goes to Envoy.
  */
-export function pluginOf(entry: Pick<FilterEntry, "module" | "defaults"> | undefined, history: readonly GoodModule[], choice: FilterChoice): Plugin | undefined {
+export function pluginOf(
+  entry: Pick<FilterEntry, "module" | "defaults"> | undefined, history: readonly GoodModule[], choice: FilterChoice,
+): Plugin | undefined {
   if (!entry) return undefined;
   const pinned = choice.pinnedSha256 ? history.find((m) => m.sha256 === choice.pinnedSha256) : undefined;
   const module = pinned ?? entry.module;
@@ -78,7 +80,9 @@ export function samePlugin(a: Plugin | undefined, b: Plugin | undefined): boolea
 export function pluginsToCheck(before: Plugin | undefined, after: Plugin | undefined, pending?: Omit<Plugin, "configuration">): Plugin[] {
   if (!after) return [];
   const out = samePlugin(before, after) ? [] : [after];
-  if (pending && pending.sha256 !== after.sha256) out.push({ sha256: pending.sha256, rootId: pending.rootId, configuration: after.configuration });
+  if (pending && pending.sha256 !== after.sha256) {
+    out.push({ sha256: pending.sha256, rootId: pending.rootId, configuration: after.configuration });
+  }
   return out;
 }
 
@@ -91,7 +95,9 @@ export function verdictKey(plugin: Plugin, cases?: CaseSet): string {
 /** The message of a refusal: which filter, what was started and how, and the module's own reason. */
 export function refusal(name: string, plugin: Plugin, error: string): string {
   if (error.startsWith("filter.test.json ")) return `${name}: refused before push: ${error}`;
-  const configuration = plugin.configuration === "" ? "no configuration" : `configuration ${clip(JSON.stringify(plugin.configuration), 120)}`;
+  const configuration = plugin.configuration === ""
+    ? "no configuration"
+    : `configuration ${clip(JSON.stringify(plugin.configuration), 120)}`;
   return `${name}: refused before push: module ${plugin.sha256.slice(0, 12)} (root id ${JSON.stringify(plugin.rootId)}) ` +
     `started as Envoy would run it, with ${configuration}: ${error}`;
 }
@@ -147,7 +153,8 @@ export class PreflightGate {
     registry.onChange(() => {
       for (const [name, module] of this.pending) {
         const entry = registry.get(name);
-        if (!entry || entry.status === "error" || registry.historyOf(name).some((m) => m.sha256 === module.sha256)) this.pending.delete(name);
+        const committed = registry.historyOf(name).some((m) => m.sha256 === module.sha256);
+        if (!entry || entry.status === "error" || committed) this.pending.delete(name);
       }
     });
   }
@@ -185,7 +192,10 @@ export class PreflightGate {
       const plugin: Plugin = { sha256: result.sha256, rootId: result.rootId, configuration };
       const cases = list ? { defaultConfiguration: result.manifest.configuration ?? "", list } : undefined;
       const verdict = await this.check(result.wasm, plugin, cases);
-      opts.log?.debug({ filter: name, sha256: result.sha256, preflightMs: verdict.ms, cases: list?.length ?? 0, ok: verdict.ok, remembered: verdict.ok && verdict.remembered }, "pre-flight");
+      opts.log?.debug({
+        filter: name, sha256: result.sha256, preflightMs: verdict.ms, cases: list?.length ?? 0, ok: verdict.ok,
+        remembered: verdict.ok && verdict.remembered,
+      }, "pre-flight");
       if (!verdict.ok) return refusal(name, plugin, verdict.error);
       this.pending.set(name, { sha256: result.sha256, rootId: result.rootId, wasm: result.wasm });
       return undefined;

@@ -111,7 +111,8 @@ class PreflightThread {
     const job = this.queue.shift()!;
     const id = this.nextId++;
     const what = job.job.cases ? "starting and its filter.test.json cases" : "starting";
-    const error = `did not finish ${what} within ${job.timeoutMs} ms (a loop in its start code, onStart or onConfigure${job.job.cases ? ", or in a case" : ""}?)`;
+    const where = `its start code, onStart or onConfigure${job.job.cases ? ", or in a case" : ""}`;
+    const error = `did not finish ${what} within ${job.timeoutMs} ms (a loop in ${where}?)`;
     // A module that loops never yields the worker's thread: terminating it is the only way out.
     const timer = setTimeout(() => this.fail(error), job.timeoutMs);
     this.current = { id, job, timer };

@@ -22,6 +22,7 @@ export class BuilderElection {
   private builder = false;
   private stopped = false;
   private retry: NodeJS.Timeout | undefined;
+  private loggedAt = 0;
 
   constructor(private readonly etcd: EtcdConnection, private readonly replicaId: string, private readonly ttlS: number, private readonly log: Logger) {}
 
@@ -35,6 +36,7 @@ export class BuilderElection {
     this.campaign = campaign;
     campaign.on("elected", () => {
       if (this.campaign !== campaign || this.stopped) return;
+      this.loggedAt = 0;
       this.builder = true;
       this.log.info({ replica: this.replicaId }, "elected builder: this replica watches and builds the filters");
       role.elected();
@@ -44,7 +46,12 @@ export class BuilderElection {
       this.campaign = undefined;
       const was = this.builder;
       this.builder = false;
-      this.log.warn({ err: err.message, wasBuilder: was }, "builder campaign ended (etcd lease lost); campaigning again");
+      // Not once per retry: at most once a minute while etcd stays away.
+      const now = Date.now();
+      if (was || now - this.loggedAt > 60_000) {
+        this.loggedAt = now;
+        this.log.warn({ err: err.message, wasBuilder: was }, "builder campaign ended (etcd lease lost); campaigning again");
+      }
       if (was) role.deposed(err.message);
       campaign.resign().catch(() => undefined);
       this.retry = setTimeout(() => this.start(role), RETRY_MS);

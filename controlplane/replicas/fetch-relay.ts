@@ -4,9 +4,10 @@
 // server that serves a node it has no stream for relays the download through etcd, and every
 // replica feeds what it hears into its own FetchTracker, which keeps only nodes it streams to.
 //
-// Bounded: only node ids that another replica announces as connected (the replica directory)
-// are relayed, so `?node=` values made up by anyone reaching the module server cost no etcd
-// write; a relayed record lives on a lease of RELAY_TTL_S.
+// Bounded: a node id another replica announces as connected (the replica directory) is always
+// relayed; any other (an announcement not yet written, e.g. just after an etcd outage, or a
+// `?node=` made up by anyone reaching the module server) only within UNKNOWN_PER_S relays a
+// second. A relayed record lives on a lease of RELAY_TTL_S.
 
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
@@ -17,6 +18,8 @@ import { REPLICAS_PREFIX, type ReplicaInfo } from "./replica-directory.ts";
 
 const FETCHES_PREFIX = "fetches/";
 const RELAY_TTL_S = 30;
+/** Relays per second (and burst) for node ids no replica announces. */
+const UNKNOWN_PER_S = 20;
 
 interface Relayed {
   from: string;
@@ -39,6 +42,8 @@ export class FetchRelay implements FetchSink {
   /** Relayed writes go one at a time: a download's "completed" must never overtake its "started". */
   private chain: Promise<unknown> = Promise.resolve();
   private watchers: Watcher[] = [];
+  private unknownBudget = UNKNOWN_PER_S;
+  private budgetAt = Date.now();
 
   constructor(private readonly etcd: EtcdConnection, private readonly replicaId: string, private readonly tracker: FetchTracker, private readonly log: Logger) {}
 
@@ -114,6 +119,12 @@ export class FetchRelay implements FetchSink {
   private isRemoteNode(node: string): boolean {
     if (node === "" || this.tracker.tracks(node)) return false;
     for (const nodes of this.remote.values()) if (nodes.has(node)) return true;
-    return false;
+    // Not announced (yet): relayed within the budget, refilled continuously.
+    const now = Date.now();
+    this.unknownBudget = Math.min(UNKNOWN_PER_S, this.unknownBudget + ((now - this.budgetAt) / 1000) * UNKNOWN_PER_S);
+    this.budgetAt = now;
+    if (this.unknownBudget < 1) return false;
+    this.unknownBudget -= 1;
+    return true;
   }
 }

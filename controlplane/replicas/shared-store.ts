@@ -27,7 +27,7 @@ export interface SharedStore {
   /** Relays module downloads between replicas (replicas/fetch-relay.ts), started. */
   fetchRelay(tracker: FetchTracker, log: Logger): Promise<FetchRelay>;
   /** Follows other replicas' changes into this replica's memory. */
-  follow(state: OperatorState, registry: FilterRegistry, log: Logger): Promise<SharedConfigWatch>;
+  follow(state: OperatorState, registry: FilterRegistry, log: Logger, onResync?: () => void): Promise<SharedConfigWatch>;
   close(): Promise<void>;
 }
 
@@ -65,7 +65,7 @@ export async function openSharedStore(target: EtcdTarget, replica: Omit<ReplicaI
       await relay.start();
       return relay;
     },
-    follow: (state, registry, followLog) => watchSharedConfig(etcd, loadedFrom, {
+    follow: (state, registry, followLog, onResync) => watchSharedConfig(etcd, loadedFrom, {
       state: (saved) => state.applyShared(saved),
       record: (record, revision) => {
         registry.applyShared(record, revision).then((problems) => {
@@ -75,7 +75,8 @@ export async function openSharedStore(target: EtcdTarget, replica: Omit<ReplicaI
       recordRemoved: (name, revision) => void registry.removeShared(name, revision),
       resync: ({ state: saved, records, revision }) => {
         if (saved) state.applyShared(saved);
-        registry.resyncShared(records, revision).catch((err: unknown) => followLog.error({ err: (err as Error).message }, "resync not applied"));
+        registry.resyncShared(records, revision).then(() => onResync?.())
+          .catch((err: unknown) => followLog.error({ err: (err as Error).message }, "resync not applied"));
       },
     }, followLog),
     async close() {

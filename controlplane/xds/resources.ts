@@ -189,6 +189,15 @@ function cluster(name: string, targets: readonly HostPort[], source: ConfigSourc
     // A name (the compose service, host.docker.internal) needs Envoy's resolver.
     : { name, type: "STRICT_DNS", connect_timeout: { seconds: 2 }, load_assignment: loadAssignment(name, targets) };
   if (tls) c.transport_socket = moduleTransportSocket(tls);
+  // Several endpoints (replica module servers): a TCP check takes a dead one out within a second,
+  // so a module download never waits on it (measured: without it, a fetch that picked the dead
+  // replica never reached a live one before the cache-miss grace ran out).
+  if (targets.length > 1) {
+    c.health_checks = [{
+      timeout: { seconds: 1 }, interval: { seconds: 1 }, no_traffic_interval: { seconds: 1 },
+      unhealthy_threshold: { value: 1 }, healthy_threshold: { value: 1 }, tcp_health_check: {},
+    }];
+  }
   return c;
 }
 

@@ -22,7 +22,9 @@ const NAME = "gated";
  * trap whatever the configuration.
  */
 function source(version: string, brokenConfigure = false): string {
-  const broken = brokenConfigure ? `if (configuration != "no such configuration") throw new Error("${version}: onConfigure is broken");` : "";
+  const broken = brokenConfigure
+    ? `if (configuration != "no such configuration") throw new Error("${version}: onConfigure is broken");`
+    : "";
   return `export * from "@solo-io/proxy-runtime/proxy";
 import { RootContext, Context, registerRootContext, FilterHeadersStatusValues, stream_context } from "@solo-io/proxy-runtime";
 import { readPluginConfiguration } from "../_lib/config";
@@ -78,11 +80,13 @@ describe("pre-flight before every push, through a real Envoy", { timeout: 300_00
   });
   /** The ECDS version served and the one Envoy ACKed, and this filter's resource version. */
   const ecds = async () => {
-    const snapshot = JSON.parse((await stack.cp.api("/api/snapshot")).body) as Record<string, { version: string; resources: Record<string, string> }>;
+    type Served = Record<string, { version: string; resources: Record<string, string> }>;
+    const snapshot = JSON.parse((await stack.cp.api("/api/snapshot")).body) as Served;
     const [client] = await stack.cp.clients();
     return { served: snapshot[ECDS]?.version, resource: snapshot[ECDS]?.resources[NAME], acked: client?.types[ECDS]?.ackedVersion };
   };
-  const nacks = async () => (await stack.cp.clients()).flatMap((c) => Object.values(c.types).filter((t) => t.lastNack !== null).map((t) => `${t.short}: ${t.lastNack!.message}`));
+  const nacks = async () => (await stack.cp.clients())
+    .flatMap((c) => Object.values(c.types).filter((t) => t.lastNack !== null).map((t) => `${t.short}: ${t.lastNack!.message}`));
   /** Requests keep getting 200 with the module and configuration Envoy had. */
   const stillServing = async (version: string, configuration: string) => {
     for (let i = 0; i < 10; i++) {
@@ -102,7 +106,8 @@ describe("pre-flight before every push, through a real Envoy", { timeout: 300_00
     write("filter.json", JSON.stringify({ order: 20, configuration: "c1" }));
     write("index.ts", source("v1"));
     stack = await startStack({ workDir, filtersDir });
-    await until("gated v1 running with its manifest's configuration", (r) => r.status === 200 && r.headers["x-gated"] === "v1" && r.headers["x-gated-config"] === "c1");
+    await until("gated v1 running with its manifest's configuration",
+      (r) => r.status === 200 && r.headers["x-gated"] === "v1" && r.headers["x-gated-config"] === "c1");
     // Envoy has ACKed the ECDS version that brought it.
     await waitFor(async () => {
       const v = await ecds();
@@ -122,7 +127,8 @@ describe("pre-flight before every push, through a real Envoy", { timeout: 300_00
       const f = await detail();
       return f.status === "error" ? f : undefined;
     }, { what: "the trapping edit to be refused", timeoutMs: 60_000, details });
-    assert.match(failed.error ?? "", /^gated: refused before push: module [0-9a-f]{12} \(root id "gated"\) started as Envoy would run it, with configuration "c1": /);
+    assert.match(failed.error ?? "",
+      /^gated: refused before push: module [0-9a-f]{12} \(root id "gated"\) started as Envoy would run it, with configuration "c1": /);
     assert.match(failed.error ?? "", /proxy_on_configure trapped: the module exited \(proc_exit 255\)/, "which callback trapped");
     assert.match(failed.error ?? "", /v2: onConfigure is broken/, "the module's own message");
     assert.equal(failed.sha256, good.sha256, "the last good module is still the filter's");
@@ -163,7 +169,8 @@ describe("pre-flight before every push, through a real Envoy", { timeout: 300_00
       const f = await detail();
       return f.status === "error" ? f : undefined;
     }, { what: "the failing case to refuse the build", timeoutMs: 60_000, details });
-    assert.equal(failed.error, 'gated: refused before push: filter.test.json case "stamps version 9" failed: response header x-gated: expected "v9", got "v1"');
+    assert.equal(failed.error,
+      'gated: refused before push: filter.test.json case "stamps version 9" failed: response header x-gated: expected "v9", got "v1"');
     await stillServing("v1", "c1");
     assert.deepEqual(await ecds(), before, "nothing pushed");
   });
@@ -182,7 +189,8 @@ describe("pre-flight before every push, through a real Envoy", { timeout: 300_00
     assert.notEqual((await ecds()).resource, before.resource, "a new ECDS resource version was pushed");
     const configured = await putConfiguration("c2");
     assert.equal(configured.status, 200, configured.body);
-    await until("the new configuration live in Envoy", (r) => r.status === 200 && r.headers["x-gated"] === "v3" && r.headers["x-gated-config"] === "c2");
+    await until("the new configuration live in Envoy",
+      (r) => r.status === 200 && r.headers["x-gated"] === "v3" && r.headers["x-gated-config"] === "c2");
     assert.deepEqual(await nacks(), []);
   });
 });

@@ -125,7 +125,7 @@ describe("replicas on etcd: three control planes, two Envoys, one shared store",
     assert.deepEqual(builders, ["a"], "one builder, the first replica");
 
     envoyA = await startEnvoy({ bootstrap: { xdsPort: replicas[A]!.ports.xds, apiType: "GRPC", nodeId: "envoy-on-a" }, workDir, name: "envoy-a" });
-    envoyC = await startEnvoy({ bootstrap: { xdsPort: replicas[C]!.ports.xds, apiType: "DELTA_GRPC", nodeId: "envoy-on-c" }, workDir, name: "envoy-c" });
+    envoyC = await startEnvoy({ bootstrap: { xdsPort: replicas[C]!.ports.xds, apiType: "DELTA_GRPC", nodeId: "envoy-on-c" }, workDir, name: "envoy-c", componentLogLevel: "wasm:debug,upstream:info" });
     envoys.push(envoyA, envoyC);
     await Promise.all([envoyA.waitReady(30_000), envoyC.waitReady(30_000)]);
     await waitFor(async () => (await holdsSnapshot(cp(A), "envoy-on-a")) && (await holdsSnapshot(cp(C), "envoy-on-c")),
@@ -238,11 +238,20 @@ describe("replicas on etcd: three control planes, two Envoys, one shared store",
     await late.waitReady(30_000);
     await waitFor(async () => holdsSnapshot(cp(C), "envoy-late"), { what: "a new Envoy to get the full config with etcd down", timeoutMs: 30_000, details });
     assert.equal((await cp(C).api("/api/replicas")).status, 503, "the directory lives in etcd: 503 while it is down");
+    // An edit while etcd is down: built, but its module cannot be stored, so nothing changes yet.
+    const before = (await cp(C).filter("add-header"))!.sha256;
+    const file = path.join(filtersDir, "add-header", "index.ts");
+    fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace('"x-wasm-processed", "edited"', '"x-wasm-processed", "while-etcd-was-down"'));
 
     await etcd.members[0]!.start();
     await waitFor(async () => (await httpRequest(`${cp(C).adminUrl}/api/filters/add-header/disable`, { method: "POST", timeoutMs: 10_000 })).status === 200,
       { what: "an admin write to succeed once etcd is back", timeoutMs: 60_000, details });
     await waitFor(async () => (await cp(B).filter("add-header"))?.enabled === false && (await holdsSnapshot(cp(C), "envoy-on-c")) && (await holdsSnapshot(cp(C), "envoy-late")),
       { what: "the write to reach the other replica and the Envoys", timeoutMs: 30_000, details });
+    // Nothing lost: the edit made during the outage is stored and served once etcd is back.
+    await waitFor(async () => {
+      const f = await cp(C).filter("add-header");
+      return f?.status === "ok" && f.sha256 !== before && (await holdsSnapshot(cp(C), "envoy-on-c"));
+    }, { what: "the edit made while etcd was down to be stored and ACKed", timeoutMs: 60_000, details });
   });
 });

@@ -21,8 +21,10 @@ const MARKER = "x-abort-configure";
 
 /** The served ECDS version, this filter's resource version in it, and what the Envoy ACKed. */
 async function ecdsState(ctx: ScenarioContext, name: string): Promise<{ served?: string; resource?: string; acked?: string | null }> {
-  const snapshot = (await ctx.api.call("GET", "/api/snapshot")).json as Record<string, { version?: string; resources?: Record<string, string> }>;
-  const clients = (await ctx.api.call("GET", "/api/clients")).json as unknown as { types: Record<string, { ackedVersion: string | null }> }[];
+  type Served = Record<string, { version?: string; resources?: Record<string, string> }>;
+  type Clients = { types: Record<string, { ackedVersion: string | null }> }[];
+  const snapshot = (await ctx.api.call("GET", "/api/snapshot")).json as Served;
+  const clients = (await ctx.api.call("GET", "/api/clients")).json as unknown as Clients;
   const out: { served?: string; resource?: string; acked?: string | null } = {};
   const ecds = snapshot[ECDS_TYPE];
   if (ecds?.version !== undefined) out.served = ecds.version;
@@ -33,7 +35,8 @@ async function ecdsState(ctx: ScenarioContext, name: string): Promise<{ served?:
 
 /** The module's reason from a refusal, without the "<name>: refused before push: module ... with ...: " lead. */
 function reasonOf(error: string): string {
-  return error.replace(/^.*?started as Envoy would run it, with (no configuration|configuration ".*?"): /s, "").split("\n")[0]!.slice(0, 160);
+  const reason = error.replace(/^.*?started as Envoy would run it, with (no configuration|configuration ".*?"): /s, "");
+  return reason.split("\n")[0]!.slice(0, 160);
 }
 
 /** A new filter beside the others (a listener change): did Envoy ACK it? Switched off afterwards. */
@@ -59,7 +62,9 @@ export async function runAbortConfigure(ctx: ScenarioContext, policy: FailPolicy
   const after = await ecdsState(ctx, name);
   const pushed = after.served !== before.served || after.resource !== before.resource || after.acked !== before.acked;
   notes.push(`PUT configuration "bad": ${res.status}${error ? ` ${error.slice(0, 600)}` : ""}`);
-  notes.push(`ECDS afterwards: ${pushed ? `CHANGED (${JSON.stringify(before)} -> ${JSON.stringify(after)})` : `unchanged (version ${after.served}, Envoy ACKed ${after.acked})`}`);
+  notes.push(`ECDS afterwards: ${pushed
+    ? `CHANGED (${JSON.stringify(before)} -> ${JSON.stringify(after)})`
+    : `unchanged (version ${after.served}, Envoy ACKed ${after.acked})`}`);
   const dump = JSON.stringify(await ctx.stack.envoy.configDump("ecds_filters"));
   const envoyGotBad = dump.includes('"value":"bad"');
   notes.push(`Envoy's ECDS config holds configuration "bad": ${envoyGotBad ? "YES" : "no"}`);
@@ -69,14 +74,19 @@ export async function runAbortConfigure(ctx: ScenarioContext, policy: FailPolicy
   notes.push(`an unrelated new filter (listener change) afterwards: ${await bystanderChange(ctx)}`);
   const alive = await ctx.envoyAlive();
   const refused = res.status === 400 && !pushed && !envoyGotBad;
-  const controlPlane = refused ? `refused before push (400): ${reasonOf(error)}` : ctx.controlPlaneView(since, `NOT refused (${res.status}) ${error}`);
+  const controlPlane = refused
+    ? `refused before push (400): ${reasonOf(error)}`
+    : ctx.controlPlaneView(since, `NOT refused (${res.status}) ${error}`);
   await ctx.api.switchFilter(name, false);
   return {
-    scenario: "abort-configure", what: "throws in onConfigure when its configuration is \"bad\" (set through the admin API)", failPolicy: "n/a",
+    scenario: "abort-configure", failPolicy: "n/a",
+    what: "throws in onConfigure when its configuration is \"bad\" (set through the admin API)",
     envoyAlive: alive.alive, readyDuring: alive.ready, triggered: [], other: other.map((a) => a.outcome),
     goodFilterUnaffected: other.every((a) => healthy(a)),
     controlPlane,
-    recovery: refused ? { action: "none needed (refused before push; the good configuration keeps serving)", ms: 0 } : { action: "configuration was pushed!", ms: null },
+    recovery: refused
+      ? { action: "none needed (refused before push; the good configuration keeps serving)", ms: 0 }
+      : { action: "configuration was pushed!", ms: null },
     notes,
   };
 }
@@ -103,19 +113,24 @@ export async function runAbortAtStart(ctx: ScenarioContext): Promise<ScenarioRes
   const after = await ecdsState(ctx, name);
   const dump = JSON.stringify(await ctx.stack.envoy.configDump("ecds_filters"));
   const envoyGotIt = after.resource !== undefined || dump.includes(`"${name}"`);
-  notes.push(`ECDS: ${after.resource === undefined ? "no resource for it" : `resource ${after.resource}`}; version ${after.served === before.served ? "unchanged" : "CHANGED"}; Envoy's ECDS config names it: ${dump.includes(`"${name}"`) ? "YES" : "no"}`);
+  const resource = after.resource === undefined ? "no resource for it" : `resource ${after.resource}`;
+  const version = after.served === before.served ? "unchanged" : "CHANGED";
+  notes.push(`ECDS: ${resource}; version ${version}; Envoy's ECDS config names it: ${dump.includes(`"${name}"`) ? "YES" : "no"}`);
   const other = await ctx.traffic.burst(5);
   notes.push(`${name} ran on ${other.filter((a) => a.headers[MARKER] !== undefined).length}/5 requests`);
   notes.push(`an unrelated new filter (listener change) meanwhile: ${await bystanderChange(ctx)}`);
   const alive = await ctx.envoyAlive();
   const refused = f.status === "error" && !envoyGotIt;
   fs.rmSync(dir, { recursive: true, force: true });
-  await waitFor(async () => (await ctx.api.filter(name)) === undefined || undefined, { what: `${name} removed`, timeoutMs: ctx.opts.waitMs });
+  await waitFor(async () => (await ctx.api.filter(name)) === undefined || undefined,
+    { what: `${name} removed`, timeoutMs: ctx.opts.waitMs });
   return {
     scenario: "abort-configure at VM start", what: "a new filter whose first configuration is \"bad\" (filter.json)", failPolicy: "n/a",
     envoyAlive: alive.alive, readyDuring: alive.ready, triggered: [], other: other.map((a) => a.outcome),
     goodFilterUnaffected: other.every((a) => healthy(a)),
-    controlPlane: refused ? `refused before push (build error in the API): ${reasonOf(error)}` : `NOT refused: ${f.status}, pushed: ${envoyGotIt}`,
+    controlPlane: refused
+      ? `refused before push (build error in the API): ${reasonOf(error)}`
+      : `NOT refused: ${f.status}, pushed: ${envoyGotIt}`,
     recovery: refused ? { action: "none needed (never pushed)", ms: 0 } : { action: "the filter reached Envoy!", ms: null },
     notes,
   };

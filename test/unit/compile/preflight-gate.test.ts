@@ -40,7 +40,8 @@ describe("pure parts", () => {
     const newest = good("new", "r-new");
     const entry = { module: newest, defaults: { configuration: "m" } };
     assert.deepEqual(pluginOf(entry, [old, newest], {}), { sha256: newest.sha256, rootId: "r-new", configuration: "m" });
-    assert.deepEqual(pluginOf(entry, [old, newest], { pinnedSha256: old.sha256, configuration: "c" }), { sha256: old.sha256, rootId: "r-old", configuration: "c" });
+    assert.deepEqual(pluginOf(entry, [old, newest], { pinnedSha256: old.sha256, configuration: "c" }),
+      { sha256: old.sha256, rootId: "r-old", configuration: "c" });
     assert.equal(pluginOf(entry, [newest], { pinnedSha256: old.sha256 })?.sha256, newest.sha256, "an evicted pin is moot");
     assert.equal(pluginOf({ defaults: {} }, [], {}), undefined);
     assert.equal(pluginOf(undefined, [], {}), undefined);
@@ -55,7 +56,8 @@ describe("pure parts", () => {
     assert.deepEqual(pluginsToCheck(a, undefined), [], "no module: nothing reaches Envoy");
     const pending = { sha256: sha("p"), rootId: "r2" };
     assert.deepEqual(pluginsToCheck(a, b, pending), [b, { ...pending, configuration: "y" }]);
-    assert.deepEqual(pluginsToCheck(a, a, pending), [{ ...pending, configuration: "x" }], "the pending module with the configuration it will get");
+    assert.deepEqual(pluginsToCheck(a, a, pending), [{ ...pending, configuration: "x" }],
+      "the pending module with the configuration it will get");
     assert.deepEqual(pluginsToCheck(a, b, { sha256: a.sha256, rootId: "r" }), [b], "pending is the one checked already");
     assert.equal(samePlugin(undefined, undefined), false);
   });
@@ -64,7 +66,8 @@ describe("pure parts", () => {
     const p: Plugin = { sha256: sha("a"), rootId: "r", configuration: "x" };
     const keys = new Set([
       verdictKey(p), verdictKey({ ...p, sha256: sha("b") }), verdictKey({ ...p, rootId: "s" }), verdictKey({ ...p, configuration: "" }),
-      verdictKey(p, { defaultConfiguration: "", list: [{ name: "c" }] }), verdictKey(p, { defaultConfiguration: "d", list: [{ name: "c" }] }),
+      verdictKey(p, { defaultConfiguration: "", list: [{ name: "c" }] }),
+      verdictKey(p, { defaultConfiguration: "d", list: [{ name: "c" }] }),
     ]);
     assert.equal(keys.size, 6);
     assert.equal(verdictKey(p), verdictKey({ ...p }));
@@ -73,10 +76,13 @@ describe("pure parts", () => {
   test("refusal names the filter, the module, root id and configuration, then the module's reason", () => {
     const p: Plugin = { sha256: sha("a"), rootId: "r", configuration: "bad" };
     assert.equal(refusal("f", p, "proxy_on_configure trapped: unreachable"),
-      `f: refused before push: module ${p.sha256.slice(0, 12)} (root id "r") started as Envoy would run it, with configuration "bad": proxy_on_configure trapped: unreachable`);
+      `f: refused before push: module ${p.sha256.slice(0, 12)} (root id "r") started as Envoy would run it, ` +
+      'with configuration "bad": proxy_on_configure trapped: unreachable');
     assert.match(refusal("f", { ...p, configuration: "" }, "x"), /with no configuration: x$/);
-    assert.match(refusal("f", { ...p, configuration: "y".repeat(500) }, "x"), /configuration "y{100,}…: x$/, "a long configuration is clipped");
-    assert.equal(refusal("f", p, 'filter.test.json case "c" failed: nope'), 'f: refused before push: filter.test.json case "c" failed: nope');
+    assert.match(refusal("f", { ...p, configuration: "y".repeat(500) }, "x"), /configuration "y{100,}…: x$/,
+      "a long configuration is clipped");
+    assert.equal(refusal("f", p, 'filter.test.json case "c" failed: nope'),
+      'f: refused before push: filter.test.json case "c" failed: nope');
   });
 
   test("PassedSet forgets the least recently used key beyond its limit", () => {
@@ -129,7 +135,9 @@ describe("PreflightGate", () => {
     state = new OperatorState(path.join(dir, `state-${++seq}.json`));
     await state.load();
     calls = [];
-    respond = async (opts) => ((opts.configuration ?? "").includes("bad") ? { ok: false, error: "proxy_on_configure trapped: unreachable" } : { ok: true, unsupported: [] });
+    respond = async (opts) => ((opts.configuration ?? "").includes("bad")
+      ? { ok: false, error: "proxy_on_configure trapped: unreachable" }
+      : { ok: true, unsupported: [] });
     gate = new PreflightGate(registry, state, fakePreflight, async () => undefined);
   });
 
@@ -139,7 +147,8 @@ describe("PreflightGate", () => {
     assert.deepEqual(calls, [{ rootId: "f-root", configuration: "good", cases: 0 }]);
     const refused = await configure("f", "bad");
     assert.equal(refused.ok, false);
-    assert.match(refused.ok ? "" : refused.error, new RegExp(`^f: refused before push: module ${s.slice(0, 12)} .*configuration "bad": proxy_on_configure trapped`));
+    assert.match(refused.ok ? "" : refused.error,
+      new RegExp(`^f: refused before push: module ${s.slice(0, 12)} .*configuration "bad": proxy_on_configure trapped`));
     assert.equal(state.choice("f").configuration, "good", "nothing saved");
   });
 
@@ -192,7 +201,8 @@ describe("PreflightGate", () => {
     fs.mkdirSync(path.join(casesDir, "f"), { recursive: true });
     fs.writeFileSync(path.join(casesDir, "f", "filter.test.json"), "{ nope");
     const real = new PreflightGate(registry, state, fakePreflight);
-    assert.match(await real.checkBuild(built("f", "v1"), { filtersDir: casesDir }) ?? "", /^f: refused before push: .*filter\.test\.json: invalid JSON/);
+    assert.match(await real.checkBuild(built("f", "v1"), { filtersDir: casesDir }) ?? "",
+      /^f: refused before push: .*filter\.test\.json: invalid JSON/);
     assert.deepEqual(calls, [], "nothing started");
   });
 

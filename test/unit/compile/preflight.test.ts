@@ -77,7 +77,8 @@ describe("preflightModule", () => {
     const start = await preflightModule(plugin(FALSE), { rootId: "x" });
     assert.match(start.ok ? "" : start.error, /onStart \(proxy_on_vm_start\) returned false/);
     const configure = await preflightModule(plugin(TRUE, FALSE), { rootId: "x", configuration: "bad" });
-    assert.match(configure.ok ? "" : configure.error, /onConfigure \(proxy_on_configure\) returned false: it rejected the configuration "bad"/);
+    assert.match(configure.ok ? "" : configure.error,
+      /onConfigure \(proxy_on_configure\) returned false: it rejected the configuration "bad"/);
     const trap = await preflightModule(plugin(TRAP), { rootId: "x" });
     assert.match(trap.ok ? "" : trap.error, /^proxy_on_vm_start trapped: unreachable/, "names the callback that trapped");
     const trapInConfigure = await preflightModule(plugin(TRUE, TRAP), { rootId: "x" });
