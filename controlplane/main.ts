@@ -77,7 +77,8 @@ async function main(): Promise<void> {
     modules: `${config.moduleAddress.host}:${config.moduleAddress.port}`,
   };
   const shared = config.store.kind === "etcd"
-    ? await (await import("./replicas/shared-store.ts")).openSharedStore(config.store, replicaAddresses, config.store.leaseTtlS, log.child({ component: "store" }))
+    ? await (await import("./replicas/shared-store.ts"))
+      .openSharedStore(config.store, replicaAddresses, config.store.leaseTtlS, log.child({ component: "store" }))
     : undefined;
   if (!shared) {
     // A read-only state directory would lose every operator action and every build: refuse it.
@@ -85,7 +86,9 @@ async function main(): Promise<void> {
     for (const dir of new Set([stateDir, path.dirname(config.stateFile)])) {
       const unwritable = await probeWritable(dir);
       if (unwritable && isReadOnlyError(unwritable)) throw new Error(`${unwritable.message} (CP_STATE_DIR / CP_STATE_FILE must be writable)`);
-      if (unwritable) log.warn({ dir, error: unwritable.message }, "state directory cannot be written: operator actions, uploads and builds will fail until it can");
+      if (unwritable) {
+        log.warn({ dir, error: unwritable.message }, "state directory cannot be written: operator actions, uploads and builds will fail until it can");
+      }
     }
   }
   const state = new OperatorState(shared ? shared.state : config.stateFile);

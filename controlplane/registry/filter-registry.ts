@@ -310,7 +310,10 @@ export class FilterRegistry {
   }
 
   /** Bytes of a record's modules: from memory, `extra`, or the store; a missing one is dropped with a problem. */
-  private async loadModules(record: FilterRecord, extra = new Map<string, Uint8Array>()): Promise<{ kept: GoodModule[]; bytes: Map<string, Uint8Array>; problems: string[] }> {
+  private async loadModules(
+    record: FilterRecord,
+    extra = new Map<string, Uint8Array>(),
+  ): Promise<{ kept: GoodModule[]; bytes: Map<string, Uint8Array>; problems: string[] }> {
     const kept: GoodModule[] = [];
     const bytes = new Map<string, Uint8Array>();
     const problems: string[] = [];

@@ -45,7 +45,12 @@ export class FetchRelay implements FetchSink {
   private unknownBudget = UNKNOWN_PER_S;
   private budgetAt = Date.now();
 
-  constructor(private readonly etcd: EtcdConnection, private readonly replicaId: string, private readonly tracker: FetchTracker, private readonly log: Logger) {}
+  constructor(
+    private readonly etcd: EtcdConnection,
+    private readonly replicaId: string,
+    private readonly tracker: FetchTracker,
+    private readonly log: Logger,
+  ) {}
 
   async start(): Promise<void> {
     const replicas = await this.etcd.ns.watch().prefix(REPLICAS_PREFIX).create();

@@ -35,7 +35,12 @@ export interface SharedStore {
  * Connects and waits until etcd answers (a replica cannot know what to serve without it; it stays
  * not-ready meanwhile and says so every few seconds).
  */
-export async function openSharedStore(target: EtcdTarget, replica: Omit<ReplicaInfo, "startedAt" | "builder" | "envoys">, leaseTtlS: number, log: Logger): Promise<SharedStore> {
+export async function openSharedStore(
+  target: EtcdTarget,
+  replica: Omit<ReplicaInfo, "startedAt" | "builder" | "envoys">,
+  leaseTtlS: number,
+  log: Logger,
+): Promise<SharedStore> {
   const etcd = new EtcdConnection(target);
   let loadedFrom = 0;
   for (let attempt = 1; ; attempt++) {
@@ -44,7 +49,9 @@ export async function openSharedStore(target: EtcdTarget, replica: Omit<ReplicaI
       loadedFrom = revisionOf(res.header.revision);
       break;
     } catch (err) {
-      if (attempt === 1 || attempt % 5 === 0) log.warn({ hosts: target.hosts, attempt, err: (err as Error).message }, "etcd does not answer yet; waiting for it before serving");
+      if (attempt === 1 || attempt % 5 === 0) {
+        log.warn({ hosts: target.hosts, attempt, err: (err as Error).message }, "etcd does not answer yet; waiting for it before serving");
+      }
       await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 200 * attempt)));
     }
   }

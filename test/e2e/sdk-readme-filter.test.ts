@@ -116,4 +116,32 @@ for (const mode of MODES) describe(`the SDK README's filter in a real Envoy (${m
     assert.equal(back.status, 200);
     assertNoWasmFailures();
   });
+
+  it("an edit hot-reloads: the new module goes live and no request fails during the swap", async () => {
+    const file = path.join(filtersDir, NAME, "index.ts");
+    const before = (await stack.cp.filter(NAME))?.sha256;
+    // A bounded probe loop on loopback throughout the swap: every response must be a 200 from
+    // the old or the new module.
+    const failures: string[] = [];
+    let stop = false;
+    let sent = 0;
+    const probe = (async () => {
+      while (!stop && sent < 5_000) {
+        sent++;
+        const r = await get().catch((err: unknown) => ({ status: 0, body: String(err), headers: {} }) as unknown as HttpResponse);
+        const hello = r.headers["hello"];
+        if (r.status !== 200 || (hello !== "world!" && hello !== "edited!")) failures.push(`${r.status} hello=${String(hello)}`);
+      }
+    })();
+    fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace('"hello", "world!"', '"hello", "edited!"'));
+    try {
+      await until("the edited module", (x) => x.status === 200 && x.headers["hello"] === "edited!");
+    } finally {
+      stop = true;
+      await probe;
+    }
+    assert.notEqual((await stack.cp.filter(NAME))?.sha256, before, "a new module");
+    assert.deepEqual(failures, [], `${failures.length} of ${sent} requests failed during the swap`);
+    assertNoWasmFailures();
+  });
 });
