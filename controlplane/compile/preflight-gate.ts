@@ -14,6 +14,7 @@
 // before the gate), a pair that already passed (remembered by hash, in memory), the health
 // monitor's automatic rollback (it responds to a failure; its target passed when it was built).
 
+import { KeyedChain } from "../registry/keyed-chain.ts";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import type { Logger } from "pino";
@@ -138,7 +139,7 @@ export interface BuildCheckOptions {
 
 export class PreflightGate {
   private readonly passed = new PassedSet();
-  private readonly chains = new Map<string, Promise<unknown>>();
+  private readonly chains = new KeyedChain();
   /** Per filter, a built module that passed and is being committed (main.ts, after the gate). */
   private readonly pending = new Map<string, Omit<Plugin, "configuration"> & { wasm: Uint8Array }>();
 
@@ -226,14 +227,7 @@ export class PreflightGate {
 
   /** Runs `fn` alone for `name` (an upload: its check and its commit). */
   exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    const prior = this.chains.get(name) ?? Promise.resolve();
-    const next = prior.catch(() => undefined).then(fn);
-    const tail = next.catch(() => undefined);
-    this.chains.set(name, tail);
-    void tail.then(() => {
-      if (this.chains.get(name) === tail) this.chains.delete(name);
-    });
-    return next;
+    return this.chains.run(name, fn);
   }
 }
 

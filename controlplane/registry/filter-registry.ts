@@ -2,6 +2,7 @@ import type { ModuleCapabilities } from "../compile/capabilities.ts";
 import type { FailPolicy } from "../state/operator-state.ts";
 import type { FilterRecord, FilterRecordStore } from "../store/filter-records.ts";
 import type { ModuleMeta, ModuleStore } from "../store/module-store.ts";
+import { KeyedChain } from "./keyed-chain.ts";
 
 /** The manifest fields the registry cares about (structurally the build's Manifest). */
 export interface FilterDefaults {
@@ -70,8 +71,8 @@ export class FilterRegistry {
   /** Per filter, the build key of its folder's last successful build. */
   private readonly lastBuildKeys = new Map<string, string>();
   private readonly listeners = new Set<RegistryListener>();
-  /** Per filter, the tail of its chain of durable changes (commits and removals run in order). */
-  private readonly chains = new Map<string, Promise<unknown>>();
+  /** Per filter, its durable changes (commits and removals) run one at a time, in order. */
+  private readonly chains = new KeyedChain();
   /** Modules written to the store whose record is not saved yet: collection must keep them. */
   private readonly inFlight = new Map<string, number>();
   /** Per filter, the store revision memory reflects: an older change (a late watch event) is ignored. */
@@ -417,14 +418,7 @@ export class FilterRegistry {
   }
 
   private serial<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    const prior = this.chains.get(name) ?? Promise.resolve();
-    const next = prior.catch(() => undefined).then(fn);
-    const tail = next.catch(() => undefined);
-    this.chains.set(name, tail);
-    void tail.then(() => {
-      if (this.chains.get(name) === tail) this.chains.delete(name);
-    });
-    return next;
+    return this.chains.run(name, fn);
   }
 
   private forget(sha256: string): void {
