@@ -43,7 +43,7 @@ function environment(opts: BenchOptions, workDir: string): Meta {
     loadavgBefore: os.loadavg(),
     loadavgAfter: [],
     loadavgSamples: [os.loadavg()[0]!],
-    options: { o3: opts.o3, buildNice: opts.buildNice, rounds: opts.rounds, closedS: opts.closedS, openS: opts.openS, warmupS: opts.warmupS, connections: opts.connections, rate: opts.rate, reload: opts.reload },
+    options: { o3: opts.o3, rust: opts.rust, buildNice: opts.buildNice, rounds: opts.rounds, closedS: opts.closedS, openS: opts.openS, warmupS: opts.warmupS, connections: opts.connections, rate: opts.rate, reload: opts.reload },
     workDir,
   };
 }
@@ -92,7 +92,7 @@ async function main(): Promise<number> {
   sampler.unref();
   log(`Envoy ${meta.envoyVersion} --concurrency ${opts.concurrency}; ${meta.cores} cores; load avg ${meta.loadavgBefore.map((v) => v.toFixed(2)).join(" ")}; logs in ${workDir}`);
   try {
-    const stacks = await startStacks({ workDir, concurrency: opts.concurrency, o3: opts.o3, buildNice: opts.buildNice, cleanup, log });
+    const stacks = await startStacks({ workDir, concurrency: opts.concurrency, o3: opts.o3, rust: opts.rust, buildNice: opts.buildNice, cleanup, log });
     let steady: SteadyResult[] = [];
     if (opts.only !== "reload") {
       steady = await runSteady(stacks.targets, {

@@ -12,7 +12,7 @@
  * `x-wasm-processed: yes` and the response header `x-wasm-filter: add-header`.
  */
 
-export type FilterKind = "none" | "native" | "lua" | "wasm" | "wasm5";
+export type FilterKind = "none" | "native" | "lua" | "wasm" | "wasm5" | "rust";
 
 export interface WasmModuleFile {
   /** HCM filter name = PluginConfig name = vm_id, as the control plane names them. */
@@ -62,9 +62,10 @@ function httpFilters(spec: StaticEnvoySpec): object[] {
         typed_config: { "@type": `${TYPE}envoy.extensions.filters.http.lua.v3.Lua`, default_source_code: { inline_string: LUA } },
       }];
     case "wasm":
+    case "rust":
     case "wasm5": {
       const modules = spec.wasm ?? [];
-      const want = spec.filter === "wasm" ? 1 : 5;
+      const want = spec.filter === "wasm5" ? 5 : 1;
       if (modules.length !== want) throw new Error(`${spec.filter}: expected ${want} module file(s), got ${modules.length}`);
       // The control plane's PluginConfig (resources.ts extensionConfig), with the code read from
       // a local file instead of fetched from the module server.

@@ -33,9 +33,32 @@ export function extraFilter(value: string): string {
   return withRootId(seed().replace(RESPONSE_HEADER, `"x-wasm-extra", "${value}"`), "bench_extra");
 }
 
-/** The repository's filters (add-header + _lib), copied to `dest`. */
+/** add-header and the shared _lib from the repository, copied to `dest` (no other filter). */
 export function singleFilterDir(dest: string): string {
-  fs.cpSync(repoPath("filters"), dest, { recursive: true });
+  for (const folder of ["_lib", "add-header"]) fs.cpSync(repoPath("filters", folder), path.join(dest, folder), { recursive: true });
+  return dest;
+}
+
+export const RUST_FILTER = "add-header-rust";
+
+/**
+ * filters/hello-rust (the Rust `proxy-wasm` crate) doing exactly add-header's work: request header
+ * `x-wasm-processed: yes`, response header `x-wasm-filter: add-header`. So the Rust rows measure
+ * the SDK and language, not different work.
+ */
+export function rustFilterDir(dest: string): string {
+  const dir = path.join(dest, RUST_FILTER);
+  fs.cpSync(repoPath("filters", "hello-rust"), dir, { recursive: true, filter: (src) => !src.includes(`${path.sep}target`) });
+  const lib = path.join(dir, "src", "lib.rs");
+  const text = fs.readFileSync(lib, "utf8");
+  const edited = text
+    .replace('self.add_http_request_header("X-Wasm-Processed", PROCESSED);', 'self.add_http_request_header("x-wasm-processed", "yes");')
+    .replace('self.add_http_response_header("x-hello-rust", PROCESSED);', 'self.add_http_response_header("x-wasm-filter", "add-header");');
+  if (!edited.includes('"x-wasm-processed", "yes"') || !edited.includes('"x-wasm-filter", "add-header"')) {
+    throw new Error(`${lib} changed: the bench expects add_http_request_header("X-Wasm-Processed", PROCESSED) and add_http_response_header("x-hello-rust", PROCESSED)`);
+  }
+  // PROCESSED is now unused: keep the build free of warnings.
+  fs.writeFileSync(lib, edited.replace(/\n\/\/\/ The headers' value[^\n]*\nconst PROCESSED: &str = "Yes";\n/, "\n"));
   return dest;
 }
 

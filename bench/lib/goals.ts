@@ -46,6 +46,7 @@ export function evaluateGoals(rows: Row[], reloads: ReloadResult[]): Goal[] {
     also: [
       `direct_response: ${x(row(rows, "dr-wasm", "closed")?.vsNone?.reqPerSec)}`,
       `Envoy CPU per request vs no filter: proxied ${x(row(rows, "proxy-wasm", "closed")?.vsNone?.envoyCpuUs)}, direct_response ${x(row(rows, "dr-wasm", "closed")?.vsNone?.envoyCpuUs)}`,
+      ...(row(rows, "dr-wasm-rust", "closed") ? [`Rust (proxy-wasm crate), same work: proxied ${x(row(rows, "proxy-wasm-rust", "closed")?.vsNone?.reqPerSec)}, direct_response ${x(row(rows, "dr-wasm-rust", "closed")?.vsNone?.reqPerSec)}; Envoy CPU vs no filter ${x(row(rows, "proxy-wasm-rust", "closed")?.vsNone?.envoyCpuUs)} / ${x(row(rows, "dr-wasm-rust", "closed")?.vsNone?.envoyCpuUs)}`] : []),
       ...(row(rows, "proxy-wasm-o3", "closed") ? [`-O3 build: proxied ${x(row(rows, "proxy-wasm-o3", "closed")?.vsNone?.reqPerSec)}, direct_response ${x(row(rows, "dr-wasm-o3", "closed")?.vsNone?.reqPerSec)}; Envoy CPU vs no filter ${x(row(rows, "proxy-wasm-o3", "closed")?.vsNone?.envoyCpuUs)} / ${x(row(rows, "dr-wasm-o3", "closed")?.vsNone?.envoyCpuUs)}`] : []),
     ],
   });

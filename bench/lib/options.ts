@@ -1,4 +1,5 @@
 /** Command line of bench/run.ts: presets for the full and the quick run, every number overridable. */
+import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { repoPath } from "../../test/support/paths.ts";
@@ -23,6 +24,8 @@ export interface BenchOptions {
   only: "all" | "steady" | "reload";
   /** Add rows for add-header built with -O3 (static Envoys). */
   o3: boolean;
+  /** Add rows for the same filter in Rust (filters/hello-rust made to do add-header's work). */
+  rust: boolean;
   /** CP_BUILD_NICE for the control planes (undefined: the product's default). */
   buildNice: number | undefined;
   /** Reload scenarios to run, in this order. */
@@ -42,10 +45,17 @@ export const USAGE = `npm run bench [-- options]
   --only steady|reload run one half
   --o3 / --skip-o3     add-header built with -O3 as 2 more rows (static Envoys): on in the full
                        run, off in --quick (the -O3 compile alone takes 5-30 s)
+  --rust / --skip-rust the same filter in Rust (proxy-wasm crate, built by the control plane with
+                       cargo) as 2 more rows: on in the full run when cargo is installed, off in --quick
   --build-nice N       CP_BUILD_NICE of the control planes (default: theirs, 10); 0 compiles at
                        Envoy's priority: shows how much of a reload's latency cost is CPU contention
   --reloads LIST       reload scenarios (default edit,rebuild,toggle,listener)
   --edit-actions N     edits in the edit scenario (default 30, every 2 s)`;
+
+/** cargo on PATH (or $CARGO): the Rust rows need the control plane to build a Rust filter. */
+function cargoInstalled(): boolean {
+  return spawnSync(process.env.CARGO ?? "cargo", ["--version"], { stdio: "ignore" }).status === 0;
+}
 
 function positive(name: string, v: string | undefined, fallback: number): number {
   if (v === undefined) return fallback;
@@ -71,6 +81,8 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       quick: { type: "boolean", default: false },
       o3: { type: "boolean", default: false },
       "skip-o3": { type: "boolean", default: false },
+      rust: { type: "boolean", default: false },
+      "skip-rust": { type: "boolean", default: false },
       "build-nice": { type: "string" },
       out: { type: "string" },
       concurrency: { type: "string" },
@@ -103,6 +115,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     rate: positive("rate", values.rate, q ? 300 : 500),
     only: values.only as BenchOptions["only"],
     o3: q ? values.o3 : !values["skip-o3"],
+    rust: q ? values.rust : !values["skip-rust"] && cargoInstalled(),
     buildNice: values["build-nice"] === undefined ? undefined : niceValue(values["build-nice"]),
     reloads: values.reloads.split(",").map((r) => r.trim()).filter(Boolean),
     reload: {

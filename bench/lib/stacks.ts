@@ -20,7 +20,7 @@ import { waitFor } from "../../test/support/wait.ts";
 import type { Cleanup } from "./cleanup.ts";
 import { staticBootstrap, type FilterKind, type WasmModuleFile } from "./envoy-configs.ts";
 import { spawnEnvoy, type BenchEnvoy } from "./envoy-process.ts";
-import { CHAIN_LENGTH, chainFilterDir, chainName, chainRootId, singleFilterDir } from "./filters.ts";
+import { CHAIN_LENGTH, chainFilterDir, chainName, chainRootId, RUST_FILTER, rustFilterDir, singleFilterDir } from "./filters.ts";
 import { buildOptimised } from "./o3.ts";
 import { startUpstream, type Upstream } from "./upstream.ts";
 import { verifyTarget } from "./verify.ts";
@@ -63,6 +63,7 @@ const FILTER_LABEL: Record<FilterKind, string> = {
   lua: "Lua (inline_code)",
   wasm: "Wasm add-header",
   wasm5: `${CHAIN_LENGTH} x Wasm add-header`,
+  rust: "Wasm add-header in Rust (proxy-wasm crate)",
 };
 
 interface StartOptions {
@@ -70,6 +71,8 @@ interface StartOptions {
   concurrency: number;
   /** Also run add-header built with -O3 (static Envoys, proxied and direct_response). */
   o3: boolean;
+  /** Also run the same filter written in Rust (ECDS proxied, static direct_response). */
+  rust: boolean;
   /** CP_BUILD_NICE for the control planes (undefined: their default). */
   buildNice: number | undefined;
   cleanup: Cleanup;
@@ -125,14 +128,17 @@ export async function startStacks(o: StartOptions): Promise<Stacks> {
   o.log(`upstream (own process, pid ${upstream.pid}) on 127.0.0.1:${upstream.port}`);
 
   const chainNames = Array.from({ length: CHAIN_LENGTH }, (_, i) => chainName(i + 1));
-  const [single, chain] = await Promise.all([
+  const [single, chain, rust] = await Promise.all([
     startProduct("wasm", singleFilterDir(path.join(o.workDir, "filters-wasm")), ["add-header"], upstream.port, o),
     startProduct("wasm5", chainFilterDir(path.join(o.workDir, "filters-wasm5")), chainNames, upstream.port, o),
+    // Built by the control plane from source with cargo, like any Rust filter.
+    o.rust ? startProduct("rust", rustFilterDir(path.join(o.workDir, "filters-rust")), [RUST_FILTER], upstream.port, o) : undefined,
   ]);
-  o.log(`2 control planes built their filters; their Envoys are LIVE`);
+  o.log(`${rust ? 3 : 2} control planes built their filters; their Envoys are LIVE`);
   const modulesDir = path.join(o.workDir, "modules");
   const wasmFiles = await moduleFiles(single, ["add-header"], ["add-header"], modulesDir);
   const chainFiles = await moduleFiles(chain, chainNames, chainNames.map((_, i) => chainRootId(i + 1)), modulesDir);
+  const rustFiles = rust ? await moduleFiles(rust, [RUST_FILTER], [RUST_FILTER], modulesDir) : [];
 
   const o3Files: WasmModuleFile[] = [];
   if (o.o3) {
@@ -150,6 +156,7 @@ export async function startStacks(o: StartOptions): Promise<Stacks> {
     { id: "dr-lua", filter: "lua", proxy: false },
     { id: "dr-wasm", filter: "wasm", proxy: false, wasm: wasmFiles },
     { id: "dr-wasm5", filter: "wasm5", proxy: false, wasm: chainFiles },
+    ...(rust ? [{ id: "dr-wasm-rust", filter: "rust" as const, proxy: false, wasm: rustFiles }] : []),
     ...(o.o3 ? [
       { id: "proxy-wasm-o3", filter: "wasm" as const, proxy: true, wasm: o3Files, note: "static file, -O3" },
       { id: "dr-wasm-o3", filter: "wasm" as const, proxy: false, wasm: o3Files, note: "static file, -O3" },
@@ -182,12 +189,14 @@ export async function startStacks(o: StartOptions): Promise<Stacks> {
     { id: "proxy-wasm", label: "Envoy + Wasm add-header (ECDS)", group: "proxy", filter: "wasm", url: single.url, via: "ecds", envoy: single.envoy },
     { id: "proxy-wasm5", label: `Envoy + ${FILTER_LABEL.wasm5} (ECDS)`, group: "proxy", filter: "wasm5", url: chain.url, via: "ecds", envoy: chain.envoy },
     ...(o.o3 ? [statics.get("proxy-wasm-o3")!] : []),
+    ...(rust ? [{ id: "proxy-wasm-rust", label: `Envoy + ${FILTER_LABEL.rust} (ECDS)`, group: "proxy" as const, filter: "rust" as const, url: rust.url, via: "ecds" as const, envoy: rust.envoy }] : []),
     statics.get("dr-none")!,
     statics.get("dr-native")!,
     statics.get("dr-lua")!,
     statics.get("dr-wasm")!,
     statics.get("dr-wasm5")!,
     ...(o.o3 ? [statics.get("dr-wasm-o3")!] : []),
+    ...(rust ? [statics.get("dr-wasm-rust")!] : []),
   ];
   for (const t of targets) if (t.group !== "direct_response") t.upstreamPid = upstream.pid;
   for (const t of targets) await verifyTarget(t);
