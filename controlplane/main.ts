@@ -139,7 +139,11 @@ async function main(): Promise<void> {
   const buildCache = {
     lookup: (name: string, key: string) => {
       const hit = registry.cachedBuild(name, key);
-      return hit ? { sha256: hit.module.sha256, wasm: hit.bytes } : undefined;
+      if (hit) return { sha256: hit.module.sha256, wasm: hit.bytes };
+      // A compile follows: boot the pre-flight worker (~0.3 s) meanwhile, not after it. A restart
+      // with nothing changed never needs it (unchanged builds are not pre-flighted).
+      if (registry.lastBuildKey(name) !== key) warmPreflight();
+      return undefined;
     },
   };
   // Rust filters' cargo output lives in the state directory, outside the watched filters folder.
@@ -232,8 +236,6 @@ async function main(): Promise<void> {
   // plane always builds; replicas on etcd elect one builder (replicas/builder-election.ts).
   let watcher: FilterWatcher | undefined;
   const startBuilding = async (): Promise<void> => {
-    // The pre-flight worker boots (~0.3 s) while the first filters compile, not after.
-    warmPreflight();
     const onDisk = await listFilters(config.filtersDir);
     for (const name of onDisk) {
       present.add(name);
