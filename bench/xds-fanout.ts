@@ -4,6 +4,7 @@
 // (bench/support/fanout-server.ts, --expose-gc) so the clients' memory never shows in its RSS.
 //
 //   npm run bench:xds [-- --sizes 100,1000,5000 --variants sotw,delta]
+//   npm run bench:xds -- --peer go-control-plane [...]   (side by side with go-control-plane: xds-peer.ts)
 //
 // Options: --streams-per-channel 100 (streams sharing one HTTP/2 connection), --batch 250
 // (streams opened per ramp step, each step waits for its streams to be subscribed), --server-log
@@ -20,8 +21,12 @@ import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { sharedNow, type ChangeReply, type ConvergedReply, type ReadyMessage, type RssReply, type ServerCommand, type ServerMessage } from "./support/fanout-protocol.ts";
 import { openChannel, SimEnvoy, type Variant } from "./support/sim-envoy.ts";
+import { runPeerBench, wantsPeer } from "./xds-peer.ts";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+// --peer: the side-by-side comparison has its own options and clients (worker processes).
+if (wantsPeer(process.argv.slice(2))) process.exit(await runPeerBench(process.argv.slice(2)));
 
 const { values } = parseArgs({
   options: {

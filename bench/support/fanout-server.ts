@@ -2,7 +2,6 @@
 //   node --expose-gc --import tsx bench/support/fanout-server.ts [--log silent|info]
 // Real SnapshotCache, ClientRegistry, FetchTracker and ADS gRPC server on 127.0.0.1; synthetic
 // filters (fake sha256s, nobody fetches modules). Driven over IPC (see fanout-protocol.ts).
-import { createHash } from "node:crypto";
 import fs from "node:fs";
 import { parseArgs } from "node:util";
 import type * as grpc from "@grpc/grpc-js";
@@ -10,9 +9,10 @@ import pino from "pino";
 import { FetchTracker } from "../../controlplane/registry/fetch-tracker.ts";
 import { SnapshotCache } from "../../controlplane/xds/cache.ts";
 import { ClientRegistry } from "../../controlplane/xds/client-status.ts";
-import { buildResources, type FilterResourceSpec } from "../../controlplane/xds/resources.ts";
+import { buildResources } from "../../controlplane/xds/resources.ts";
 import { encodeSnapshot, type Snapshot } from "../../controlplane/xds/snapshot.ts";
 import { EXTENSION_CONFIG } from "../../controlplane/xds/type-urls.ts";
+import { CHANGING_FILTER, FILTER_NAMES, resourceInputs } from "./fanout-resources.ts";
 import { sharedNow, type ChangeReply, type ConvergedReply, type ReadyMessage, type RssReply, type ServerCommand, type ServerMessage } from "./fanout-protocol.ts";
 
 const { values } = parseArgs({ options: { log: { type: "string", default: "silent" } } });
@@ -32,25 +32,9 @@ const log: Log = values.log === "info"
   ? pino({ level: "info" }, pino.destination({ dest: "/dev/null", sync: false }))
   : { info: noop, warn: noop, error: noop };
 
-const FILTER_NAMES = ["add-header", "auth-check", "rate-tag"];
 let generation = 0;
-const shaOf = (name: string, gen: number): string => createHash("sha256").update(`${name}#${gen}`).digest("hex");
-const filterSpecs = (): FilterResourceSpec[] => FILTER_NAMES.map((name, i) => ({
-  name,
-  // Only the first filter's module changes between generations.
-  sha256: shaOf(name, i === 0 ? generation : 0),
-  rootId: name,
-  enabled: true,
-  configuration: `{"filter":"${name}"}`,
-}));
-const build = (): Snapshot => encodeSnapshot(buildResources({
-  // The defaults of docker-compose (host names: DNS clusters, so no EDS is involved).
-  listener: { address: "0.0.0.0", port: 10000 },
-  upstream: { host: "echo", port: 8080 },
-  moduleServer: { host: "host.docker.internal", port: 18080 },
-  filters: filterSpecs(),
-  // Like the product's publisher: unchanged resources keep their encodings (per-Envoy ones too).
-}), cache.get());
+// Like the product's publisher: unchanged resources keep their encodings (per-Envoy ones too).
+const build = (): Snapshot => encodeSnapshot(buildResources(resourceInputs(generation)), cache.get());
 
 interface ServerOptions {
   cache: SnapshotCache;
@@ -104,7 +88,7 @@ function change(id: number): ChangeReply {
   const changedTypes = cache.set(snapshot);
   const fanoutMs = sharedNow() - publishedAt;
   const ecds = ecdsOf(snapshot)!;
-  const filter = FILTER_NAMES[0]!;
+  const filter = CHANGING_FILTER;
   return { id, publishedAt, encodeMs: publishedAt - t0, fanoutMs, changedTypes, ecdsVersion: ecds.version, filter, resourceVersion: ecds.resources.get(filter)!.version };
 }
 

@@ -95,15 +95,19 @@ export class SimEnvoy {
   private closing = false;
   private dependentsRequested = false;
   private readonly names = new Map<string, string[]>();
-  /** ECDS: when a response carrying version X (SotW) or resource name@version (delta) was ACKed. */
+  /**
+   * ECDS: when a response carrying version X (SotW) or resource name@version (delta) was ACKed;
+   * delta also name#k for the k-th time the resource arrived (versions that differ per node).
+   */
   readonly ecdsAckedAt = new Map<string, number>();
+  private readonly deltaArrivals = new Map<string, number>();
   ecdsResponses = 0;
   responses = 0;
   error: grpc.ServiceError | undefined;
   readonly ready: Promise<void>;
   private markReady!: () => void;
   private fail!: (err: Error) => void;
-  private waiter: { key: string; resolve: (at: number) => void } | undefined;
+  private waiters: { key: string; resolve: (at: number) => void }[] = [];
 
   constructor(private readonly opts: SimEnvoyOptions) {
     this.ready = new Promise((resolve, reject) => {
@@ -138,7 +142,7 @@ export class SimEnvoy {
     const at = this.ecdsAckedAt.get(key);
     if (at !== undefined) return Promise.resolve(at);
     return new Promise((resolve) => {
-      this.waiter = { key, resolve };
+      this.waiters.push({ key, resolve });
     });
   }
 
@@ -177,10 +181,10 @@ export class SimEnvoy {
   private recordEcds(keys: string[], at: number): void {
     this.ecdsResponses++;
     for (const k of keys) if (!this.ecdsAckedAt.has(k)) this.ecdsAckedAt.set(k, at);
-    if (this.waiter && this.ecdsAckedAt.has(this.waiter.key)) {
-      const w = this.waiter;
-      this.waiter = undefined;
-      w.resolve(this.ecdsAckedAt.get(w.key)!);
+    if (this.waiters.length > 0) {
+      const due = this.waiters.filter((w) => this.ecdsAckedAt.has(w.key));
+      this.waiters = this.waiters.filter((w) => !this.ecdsAckedAt.has(w.key));
+      for (const w of due) w.resolve(this.ecdsAckedAt.get(w.key)!);
     }
     this.markReady();
   }
@@ -201,7 +205,13 @@ export class SimEnvoy {
     const typeUrl = r.type_url ?? "";
     this.call!.write({ type_url: typeUrl, response_nonce: r.nonce ?? "" } satisfies DeltaRequest);
     if (typeUrl === EXTENSION_CONFIG) {
-      const keys = (r.resources ?? []).map((x) => `${x.name ?? ""}@${x.version ?? ""}`);
+      const keys: string[] = [];
+      for (const x of r.resources ?? []) {
+        const name = x.name ?? "";
+        const k = (this.deltaArrivals.get(name) ?? 0) + 1;
+        this.deltaArrivals.set(name, k);
+        keys.push(`${name}@${x.version ?? ""}`, `${name}#${k}`);
+      }
       if (r.system_version_info) keys.push(r.system_version_info);
       this.recordEcds(keys, sharedNow());
     }
