@@ -43,24 +43,27 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
 
   constructor(streamId: number, peer: string, deps: SessionDeps<DeltaDiscoveryResponse>) {
     super(streamId, peer, deps);
+    // Methods, not arrows: see GroupRejections (cache.ts) on what an arrow costs per stream under tsx.
+    const session = this;
     this.ecds = new EcdsDelivery((nack, afterFetch) => this.variant(nack, afterFetch), deps.fetches, {
-      resend: (names, fetched) => {
-        this.client.cacheMissResends = this.ecds.resends;
-        this.deps.registry.resentAfterFetch(this.client, [...fetched]);
-        const sub = this.subscriptions.get(EXTENSION_CONFIG);
-        const snapshot = this.deps.snapshot();
-        if (sub && snapshot) this.respond(sub, snapshot, { force: new Set(names), fetched });
+      resend(names, fetched) {
+        session.client.cacheMissResends = session.ecds.resends;
+        session.deps.registry.resentAfterFetch(session.client, [...fetched]);
+        const sub = session.subscriptions.get(EXTENSION_CONFIG);
+        const snapshot = session.deps.snapshot();
+        if (sub && snapshot) session.respond(sub, snapshot, { force: new Set(names), fetched });
       },
-      reject: (message) => {
-        const sub = this.subscriptions.get(EXTENSION_CONFIG);
+      reject(message) {
+        const sub = session.subscriptions.get(EXTENSION_CONFIG);
         if (!sub) return;
         const sent = [...sub.known].map(([name, version]) => ({ name, version }));
-        this.recordNack(sub.status, sub.status.sentVersion ?? "", sub.status.sentNonce ?? "", message, sent.filter((r) => this.lastEcdsNames.includes(r.name)));
+        const suspects = sent.filter((r) => session.lastEcdsNames.includes(r.name));
+        session.recordNack(sub.status, sub.status.sentVersion ?? "", sub.status.sentNonce ?? "", message, suspects);
       },
-      flushDeferred: () => {
-        const sub = this.subscriptions.get(EXTENSION_CONFIG);
-        const snapshot = this.deps.snapshot();
-        if (sub && snapshot) this.respond(sub, snapshot);
+      flushDeferred() {
+        const sub = session.subscriptions.get(EXTENSION_CONFIG);
+        const snapshot = session.deps.snapshot();
+        if (sub && snapshot) session.respond(sub, snapshot);
       },
     }, deps.cacheMissGraceMs);
   }
@@ -74,6 +77,7 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
     checkResourceNames(unsubscribe, "resource_names_unsubscribe");
     checkResourceNames(Object.keys(req.initial_resource_versions ?? {}), "initial_resource_versions");
     let sub = this.subscriptions.get(typeUrl);
+    const fresh = sub === undefined;
     if (!sub) {
       const status: TypeStatus = { typeUrl, resourceNames: [] };
       const initial = Object.entries(req.initial_resource_versions ?? {});
@@ -107,7 +111,10 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
       sub.known.delete(n);
       if (typeUrl === EXTENSION_CONFIG) this.ecds.forget(n);
     }
-    sub.status.resourceNames = sub.wildcard ? [WILDCARD, ...[...sub.names].sort()] : [...sub.names].sort();
+    // An ACK names nothing: the sorted list for the API is rebuilt only when names change.
+    if (subscribe.length > 0 || unsubscribe.length > 0 || fresh) {
+      sub.status.resourceNames = sub.wildcard ? [WILDCARD, ...[...sub.names].sort()] : [...sub.names].sort();
+    }
 
     const nonce = req.response_nonce ?? "";
     const answered = nonce === "" ? undefined : sub.outstanding.get(nonce);
@@ -134,11 +141,13 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
     for (const typeUrl of PUSH_ORDER) {
       const sub = this.subscriptions.get(typeUrl);
       if (!sub || !changed.includes(typeUrl)) continue;
+      // Diffed once: the deferral check and the response read the same diff.
+      const diffed = this.diff(sub, snapshot);
       if (typeUrl === EXTENSION_CONFIG) {
         this.ecds.cancel();
-        if (this.ecds.mustDefer(this.diff(sub, snapshot).updates)) continue;
+        if (this.ecds.mustDefer(diffed.updates)) continue;
       }
-      this.respond(sub, snapshot);
+      this.respond(sub, snapshot, {}, diffed);
     }
   }
 
@@ -166,8 +175,13 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
   }
 
   /** Sends what this Envoy lacks; returns whether anything was sent. */
-  private respond(sub: DeltaSubscription, snapshot: Snapshot, opts: { force?: ReadonlySet<string>; fetched?: ReadonlySet<string> } = {}): boolean {
-    const { updates, removed } = this.diff(sub, snapshot, opts.force);
+  private respond(
+    sub: DeltaSubscription,
+    snapshot: Snapshot,
+    opts: { force?: ReadonlySet<string>; fetched?: ReadonlySet<string> } = {},
+    diffed: { updates: EncodedResource[]; removed: string[] } = this.diff(sub, snapshot, opts.force),
+  ): boolean {
+    const { updates, removed } = diffed;
     if (updates.length === 0 && removed.length === 0) {
       if (!sub.sentAny && sub.known.size > 0 && sub.status.ackedVersion === undefined) {
         // A reconnecting Envoy whose initial_resource_versions are all current: in sync as is.

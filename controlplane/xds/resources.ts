@@ -120,6 +120,11 @@ export interface VariantResource {
   canonical: ResourceObject;
   key(variant: DeliveryVariant): string;
   render(variant: DeliveryVariant): ResourceObject;
+  /**
+   * Set when the node id enters `render`'s output only as this text, in one string field (the
+   * module URL's query): a node's bytes are then spliced into one encoding per change (snapshot.ts).
+   */
+  nodeText?(nodeId: string): string;
 }
 
 /** Resources by type URL, then by name, as YAML-shaped objects ready for the codec. */
@@ -151,6 +156,7 @@ export function buildResources(inputs: ResourceInputs): ResourceSet {
       canonical: extensionConfig(f, vm, inputs.moduleServer, CANONICAL_VARIANT, inputs.moduleTls !== undefined, replicated),
       key: (v: DeliveryVariant) => `${v.nodeId}\n${v.nackOnCacheMiss}\n${v.afterFetch === true}`,
       render: (v: DeliveryVariant) => extensionConfig(f, vm, inputs.moduleServer, v, inputs.moduleTls !== undefined, replicated),
+      nodeText: nodeQueryValue,
     }];
   })));
   return set;
@@ -164,6 +170,13 @@ function bySource(make: (source: ConfigSourceKind) => ResourceObject): VariantRe
 
 function byName(resources: ResourceObject[]): Map<string, ResourceObject> {
   return new Map(resources.map((r) => [r.name as string, r]));
+}
+
+/** The node id as moduleUrl writes it in the query (`node=<this>`). */
+export function nodeQueryValue(nodeId: string): string {
+  // Characters form encoding keeps as they are (the usual node id): no encoder needed.
+  if (/^[\w.*-]*$/.test(nodeId)) return nodeId;
+  return new URLSearchParams({ node: nodeId }).toString().slice("node=".length);
 }
 
 export function moduleUrl(moduleServer: HostPort, sha256: string, nodeId = "", https = false, afterFetch = false): string {

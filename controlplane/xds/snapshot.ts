@@ -1,6 +1,8 @@
 import { createHash } from "node:crypto";
 import { toAny, type AnyMessage, type ResourceObject } from "./codec.ts";
-import { isVariantResource, type DeliveryVariant, type ResourceSet } from "./resources.ts";
+import { envoyRoot } from "./protos.ts";
+import { isVariantResource, type DeliveryVariant, type ResourceSet, type VariantResource } from "./resources.ts";
+import { spliceTemplate, type SpliceTemplate } from "./splice.ts";
 
 export interface EncodedResource {
   name: string;
@@ -8,7 +10,10 @@ export interface EncodedResource {
   version: string;
   /** The sha256 of the Wasm module this resource names, if any. */
   moduleSha256?: string;
-  /** The bytes for one Envoy (memoised per variant); `undefined` gives the canonical form. */
+  /**
+   * The bytes for one Envoy (spliced per node from one encoding, or memoised per variant);
+   * `undefined` gives the canonical form.
+   */
   anyFor(variant?: DeliveryVariant): AnyMessage;
 }
 
@@ -50,11 +55,21 @@ export function encodeSnapshot(set: ResourceSet, previous?: Snapshot): Snapshot 
         continue;
       }
       const memo = new Map<string, AnyMessage>();
+      const templates = new Map<string, SpliceTemplate | null>();
       const entry: EncodedResource = {
         name,
         version: shortHash(canonical.value),
         anyFor(variant) {
           if (!variant) return canonical;
+          if (resource.nodeText && variant.nodeId !== "") {
+            // One encoding per variant of everything but the node (a handful per change), not
+            // one per Envoy; nothing per Envoy is kept (memory per idle stream). Keyed by every
+            // other field of the variant, so it is never coarser than `key`.
+            const shared = `${variant.nackOnCacheMiss}/${variant.afterFetch === true}/${variant.source}`;
+            let template = templates.get(shared);
+            if (template === undefined) templates.set(shared, (template = nodeTemplate(typeUrl, resource, variant) ?? null));
+            if (template) return { type_url: canonical.type_url, value: template.render(resource.nodeText(variant.nodeId)) };
+          }
           const key = resource.key(variant);
           let any = memo.get(key);
           if (!any) memo.set(key, (any = toAny(typeUrl, resource.render(variant), { strict: false })));
@@ -68,6 +83,25 @@ export function encodeSnapshot(set: ResourceSet, previous?: Snapshot): Snapshot 
     types.set(typeUrl, { version: versionOf(encoded.values()), resources: encoded });
   }
   return { types };
+}
+
+/** Stands for the node id while a node-independent encoding is made; URL-safe, so kept as is. */
+const NODE_PLACEHOLDER = "wasm-xds-node-placeholder-5f0c9e";
+/** Varint lengths change size with it: a splice that mishandled that would show at once. */
+const NODE_PROBE = `probe-${"n".repeat(200)}/é`;
+
+/**
+ * The splice template of a node-dependent resource for the parts of `variant` other than the
+ * node, checked once against a direct encoding; undefined (encode per Envoy) if it fails.
+ */
+function nodeTemplate(typeUrl: string, resource: VariantResource, variant: DeliveryVariant): SpliceTemplate | undefined {
+  const nodeText = resource.nodeText!;
+  const placeholder = toAny(typeUrl, resource.render({ ...variant, nodeId: NODE_PLACEHOLDER }), { strict: false });
+  const type = envoyRoot().lookupType(placeholder.type_url.slice(placeholder.type_url.lastIndexOf("/") + 1));
+  const template = spliceTemplate(type, placeholder.value, nodeText(NODE_PLACEHOLDER));
+  if (!template) return undefined;
+  const direct = toAny(typeUrl, resource.render({ ...variant, nodeId: NODE_PROBE }), { strict: false });
+  return template.render(nodeText(NODE_PROBE)).equals(direct.value) ? template : undefined;
 }
 
 /** The version of a set of resources: a hash over (name, version) in name order. */

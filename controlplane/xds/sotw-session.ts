@@ -27,6 +27,12 @@ interface Subscription {
   ackedResources: Map<string, string>;
 }
 
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /**
  * The state-of-the-world protocol for one stream, without gRPC: requests, snapshot changes
  * and module-fetch completions go in, responses go out through `send`.
@@ -38,16 +44,20 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
 
   constructor(streamId: number, peer: string, deps: SessionDeps<DiscoveryResponse>) {
     super(streamId, peer, deps);
+    // Methods, not arrows: see GroupRejections (cache.ts) on what an arrow costs per stream under tsx.
+    const session = this;
     this.ecds = new EcdsDelivery((nack, afterFetch) => this.variant(nack, afterFetch), deps.fetches, {
-      resend: (_names, fetched) => this.resendEcds(fetched),
-      reject: (message) => {
-        const sub = this.subscriptions.get(EXTENSION_CONFIG);
-        if (sub) this.rejectLastResponse(sub, message);
+      resend(_names, fetched) {
+        session.resendEcds(fetched);
       },
-      flushDeferred: () => {
-        const sub = this.subscriptions.get(EXTENSION_CONFIG);
-        const snapshot = this.deps.snapshot();
-        if (sub && snapshot) this.respond(sub, snapshot, false);
+      reject(message) {
+        const sub = session.subscriptions.get(EXTENSION_CONFIG);
+        if (sub) session.rejectLastResponse(sub, message);
+      },
+      flushDeferred() {
+        const sub = session.subscriptions.get(EXTENSION_CONFIG);
+        const snapshot = session.deps.snapshot();
+        if (sub && snapshot) session.respond(sub, snapshot, false);
       },
     }, deps.cacheMissGraceMs);
   }
@@ -57,10 +67,13 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     this.checkNonce(req.response_nonce);
     const requested = req.resource_names ?? [];
     checkResourceNames(requested);
-    const names = [...new Set(requested)].sort();
+    let sub = this.subscriptions.get(typeUrl);
+    // An ACK names what it named before (sorted, unique): the list is reused, not rebuilt.
+    const names = sub && sameNames(requested, sub.status.resourceNames)
+      ? sub.status.resourceNames
+      : [...new Set(requested)].sort();
     const nonce = req.response_nonce ?? "";
     const snapshot = this.deps.snapshot();
-    let sub = this.subscriptions.get(typeUrl);
     if (!sub) {
       const status: TypeStatus = { typeUrl, resourceNames: names };
       sub = { status, wildcard: false, sentResources: new Map(), ackedResources: new Map() };
@@ -76,8 +89,11 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
       else {
         st.ackedVersion = req.version_info ?? "";
         this.deps.registry.acked(this.client, typeUrl, st.ackedVersion);
-        sub.ackedResources = new Map(sub.sentResources);
-        st.ackedResources = Object.fromEntries(sub.ackedResources);
+        // Maps of sent versions are replaced, never changed in place: the ACKed one is shared.
+        if (sub.ackedResources !== sub.sentResources) {
+          sub.ackedResources = sub.sentResources;
+          st.ackedResources = Object.fromEntries(sub.ackedResources);
+        }
         this.recordAck(typeUrl, [...sub.ackedResources].map(([name, version]) => ({ name, version })));
         if (typeUrl === EXTENSION_CONFIG) this.ecds.markWarm(st.resourceNames);
       }
@@ -87,7 +103,7 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
       if (typeUrl === EXTENSION_CONFIG) this.ecds.markWarm(names);
       sub.envoyHas = req.version_info;
     }
-    if (typeUrl === EXTENSION_CONFIG) {
+    if (typeUrl === EXTENSION_CONFIG && names !== st.resourceNames) {
       const now = new Set(names);
       for (const n of st.resourceNames) if (!now.has(n)) this.ecds.forget(n);
     }
@@ -164,8 +180,11 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     if (!current) return;
     // A named type with no names is an unsubscription (e.g. the last Wasm filter went away).
     if (!sub.wildcard && st.resourceNames.length === 0) return;
-    const selected = this.selected(sub, snapshot);
     const wanted = current.version;
+    // Sent already (every ACK asks): decided before anything is selected. (The check below
+    // returns the same way; the reconnect case needs sentVersion undefined.)
+    if (!force && st.sentVersion !== undefined && wanted === st.sentVersion) return;
+    const selected = this.selected(sub, snapshot);
     // A type version covers every resource of the type: an Envoy that holds it and asks for all
     // of them holds what it asks for. One that names a subset may have been sent fewer names
     // than it asks for now (a filter added while the control plane was down): answer it.
@@ -175,7 +194,7 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
       st.sentVersion = st.ackedVersion = wanted;
       sub.namesAtLastResponse = st.resourceNames.join("\n");
       sub.sentResources = new Map(selected.map((r) => [r.name, r.version]));
-      sub.ackedResources = new Map(sub.sentResources);
+      sub.ackedResources = sub.sentResources;
       st.ackedResources = Object.fromEntries(sub.ackedResources);
       return;
     }

@@ -11,6 +11,7 @@ import { discoveryLoaderOptions } from "./protos.ts";
 import type { ConfigSourceKind } from "./resources.ts";
 import { ProtocolError, type SessionLog } from "./session-common.ts";
 import { SotwSession } from "./sotw-session.ts";
+import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, encodeDeltaDiscoveryResponse, encodeDiscoveryResponse } from "./wire.ts";
 import { Outbound, resetStream, responseBytes, type WriteLimits } from "./write-budget.ts";
 import { CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, PUSH_ORDER, ROUTE, shortName } from "./type-urls.ts";
 
@@ -18,13 +19,19 @@ export interface XdsServerOptions {
   cache: SnapshotCache;
   clients: ClientRegistry;
   fetches: FetchTracker;
-  log: SessionLog & { error(obj: object, msg: string): void; debug?(obj: object, msg: string): void };
+  log: SessionLog & {
+    error(obj: object, msg: string): void;
+    debug?(obj: object, msg: string): void;
+    isLevelEnabled?(level: string): boolean;
+  };
   /** Concurrent streams one HTTP/2 connection may open (Envoy uses one for ADS, a few per-type). */
   maxStreamsPerConnection?: number;
   /** Bounds on what one Delta stream may have queued (write-budget.ts); the defaults suit Envoy. */
   writeLimits?: WriteLimits;
   /** Checked on every call before anything is read or sent (auth.ts); absent: no check (loopback only). */
   auth?: XdsAuth;
+  /** How long one turn of the event loop may spend waking streams after a change (WakeQueue). */
+  wakeSliceMs?: number;
 }
 
 /** Every discovery service Envoy can be pointed at, with the types each one serves. */
@@ -43,9 +50,68 @@ function loadServices(): Map<string, grpc.ServiceDefinition> {
   for (const s of SERVICES) {
     const def = definition[s.service];
     if (!def) throw new Error(`service ${s.service} missing from ${s.proto}`);
-    out.set(s.service, def as unknown as grpc.ServiceDefinition);
+    out.set(s.service, withWireCodec(s, def as unknown as grpc.ServiceDefinition));
   }
   return out;
+}
+
+/**
+ * The streaming methods with our own codec (wire.ts): a response the stream already encoded
+ * (a Buffer) goes out as is, and requests decode without proto-loader's object conversion.
+ * The unary Fetch methods keep proto-loader's codec.
+ */
+function withWireCodec(s: (typeof SERVICES)[number], def: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...def };
+  for (const [method, decode] of [[s.sotw, decodeDiscoveryRequest], [s.delta, decodeDeltaDiscoveryRequest]] as const) {
+    const m = def[method];
+    if (!m) throw new Error(`method ${method} missing from ${s.service}`);
+    const serialize = m.responseSerialize;
+    out[method] = {
+      ...m,
+      requestDeserialize: decode,
+      responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : serialize(value)),
+    };
+  }
+  return out as grpc.ServiceDefinition;
+}
+
+/**
+ * Wakes streams after a snapshot change a slice at a time, so that the first responses reach
+ * their sockets (and their ACKs come back) while later streams are still being rendered: one
+ * synchronous pass over 5,000 streams held every byte back for a second. A stream woken again
+ * before its turn is handled once, against the snapshot current then.
+ */
+class WakeQueue {
+  private readonly pending = new Set<() => void>();
+  private scheduled = false;
+
+  constructor(private readonly sliceMs: number) {}
+
+  add(wake: () => void): void {
+    this.pending.add(wake);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.drain());
+  }
+
+  remove(wake: () => void): void {
+    this.pending.delete(wake);
+  }
+
+  private drain(): void {
+    const until = performance.now() + this.sliceMs;
+    try {
+      for (const wake of this.pending) {
+        this.pending.delete(wake);
+        wake();
+        if (performance.now() >= until) break;
+      }
+    } finally {
+      // A wake that threw (its stream is ended by its own handler) must not stall the others.
+      if (this.pending.size > 0) setImmediate(() => this.drain());
+      else this.scheduled = false;
+    }
+  }
 }
 
 interface Session<Req> {
@@ -72,54 +138,73 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
   });
   let nextStreamId = 1;
   const services = loadServices();
+  const wakes = new WakeQueue(opts.wakeSliceMs ?? 10);
 
   function bind<Req, Res extends { type_url: string; nonce: string }>(
     call: grpc.ServerDuplexStream<Req, Res>,
     make: (streamId: number, peer: string, send: (r: Res) => void, types: readonly string[]) => Session<Req>,
     types: readonly string[],
-    variant: string,
+    variant: "sotw" | "delta",
+    encode: (r: Res) => Buffer,
   ): void {
     const denied = opts.auth?.check(call, call.getPath());
     if (denied) return void call.emit("error", denied);
     const streamId = nextStreamId++;
     let ended = false;
+    // Encoded when handed to grpc-js (the method's serializer passes Buffers through), so a SotW
+    // response superseded in the queue is never encoded.
     // One response at a time to grpc-js; SotW keeps only the newest queued per type (write-budget.ts).
-    const outbound = new Outbound<Res>((r, done) => void call.write(r, done), variant === "sotw", opts.writeLimits);
-    const send = (r: Res): void => {
-      if (ended) return;
-      if (!outbound.push(r)) return dropSlow(r);
-      opts.log.info({ stream: streamId, node: session.client.nodeId, variant, type: shortName(r.type_url), nonce: r.nonce }, "xDS push");
+    const outbound = new Outbound<Res>(
+      (r, done) => void call.write(encode(r) as unknown as Res, done),
+      variant === "sotw",
+      opts.writeLimits,
+    );
+    // Methods of one object rather than named arrows: under tsx (esbuild keepNames) each named
+    // arrow made per stream carries its own `name` property store (see GroupRejections, cache.ts).
+    const stream = {
+      send(r: Res): void {
+        if (ended) return;
+        if (!outbound.push(r)) return stream.dropSlow(r);
+        opts.log.info({ stream: streamId, node: session.client.nodeId, variant, type: shortName(r.type_url), nonce: r.nonce }, "xDS push");
+      },
+      // A Delta peer that does not read what it is sent: reset its stream rather than buffer without end.
+      dropSlow(r: Res): void {
+        const { responses, bytes } = outbound.queued;
+        opts.log.warn({
+          stream: streamId, node: session.client.nodeId, peer: call.getPeer(), queuedResponses: responses, queuedBytes: bytes,
+          nextBytes: responseBytes(r as { resources?: readonly unknown[] }),
+        }, "xDS stream does not keep up with its responses; resetting it");
+        opts.clients.slowStreamClosed();
+        stream.finish();
+        if (!resetStream(call as grpc.ServerDuplexStream<unknown, unknown>)) {
+          call.emit("error", { code: grpc.status.RESOURCE_EXHAUSTED, details: "the stream does not read its responses" });
+        }
+      },
+      // Node-aware: each stream reads its own Envoy's snapshot and diffs it against what it saw.
+      wake(): void {
+        if (ended || !session.client.nodeId) return;
+        const snapshot = opts.cache.getFor({ id: session.client.nodeId, cluster: session.client.nodeCluster });
+        if (snapshot) session.handleSnapshot(snapshot);
+      },
+      finish(): void {
+        if (ended) return;
+        ended = true;
+        unwatch();
+        wakes.remove(stream.wake);
+        session.close();
+        opts.log.info({ stream: streamId, node: session.client.nodeId }, "xDS stream closed");
+      },
     };
-    // A Delta peer that does not read what it is sent: reset its stream rather than buffer without end.
-    const dropSlow = (r: Res): void => {
-      const { responses, bytes } = outbound.queued;
-      opts.log.warn({
-        stream: streamId, node: session.client.nodeId, peer: call.getPeer(), queuedResponses: responses, queuedBytes: bytes,
-        nextBytes: responseBytes(r as { resources?: readonly unknown[] }),
-      }, "xDS stream does not keep up with its responses; resetting it");
-      opts.clients.slowStreamClosed();
-      finish();
-      if (!resetStream(call as grpc.ServerDuplexStream<unknown, unknown>)) {
-        call.emit("error", { code: grpc.status.RESOURCE_EXHAUSTED, details: "the stream does not read its responses" });
-      }
-    };
-    const session = make(streamId, call.getPeer(), send, types);
-    // Node-aware: each stream reads its own Envoy's snapshot and diffs it against what it saw.
-    const unwatch = opts.cache.watch(() => {
-      if (!session.client.nodeId) return;
-      const snapshot = opts.cache.getFor({ id: session.client.nodeId, cluster: session.client.nodeCluster });
-      if (snapshot) session.handleSnapshot(snapshot);
-    });
-    const finish = (): void => {
-      if (ended) return;
-      ended = true;
-      unwatch();
-      session.close();
-      opts.log.info({ stream: streamId, node: session.client.nodeId }, "xDS stream closed");
-    };
+    const session = make(streamId, call.getPeer(), stream.send, types);
+    // Queued, not run: see WakeQueue.
+    const unwatch = opts.cache.watch(() => wakes.add(stream.wake));
+    const finish = stream.finish;
     call.on("data", (req: Req) => {
       if (ended) return;
-      opts.log.debug?.({ stream: streamId, node: session.client.nodeId, variant, request: summarize(req) }, "xDS request");
+      // Summarised only when written: every ACK of every stream passes here.
+      if (opts.log.debug && (opts.log.isLevelEnabled?.("debug") ?? true)) {
+        opts.log.debug({ stream: streamId, node: session.client.nodeId, variant, request: summarize(req) }, "xDS request");
+      }
       try {
         session.handleRequest(req);
       } catch (err) {
@@ -145,7 +230,9 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
     log: opts.log,
     // NACKs count for the Envoy's node group only (cache.ts RejectionView).
     rejections: opts.cache.rejectionsFor(() => opts.cache.groupOf(node())),
-    snapshot: () => opts.cache.getFor(node()),
+    snapshot() {
+      return opts.cache.getFor(node());
+    },
     types,
     source,
   });
@@ -156,12 +243,12 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
         bind(call, (id, peer, send, types) => {
           const session: SotwSession = new SotwSession(id, peer, { ...deps(types, s.types.length > 1 ? "ads" : "grpc", () => ({ id: session.client.nodeId, cluster: session.client.nodeCluster })), send });
           return session;
-        }, s.types, "sotw"),
+        }, s.types, "sotw", encodeDiscoveryResponse),
       [s.delta]: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) =>
         bind(call, (id, peer, send, types) => {
           const session: DeltaSession = new DeltaSession(id, peer, { ...deps(types, s.types.length > 1 ? "ads" : "delta_grpc", () => ({ id: session.client.nodeId, cluster: session.client.nodeCluster })), send });
           return session;
-        }, s.types, "delta"),
+        }, s.types, "delta", encodeDeltaDiscoveryResponse),
     };
     if (s.fetch) {
       impl[s.fetch] = (call: grpc.ServerUnaryCall<DiscoveryRequest, DiscoveryResponse>, callback: grpc.sendUnaryData<DiscoveryResponse>) => {
@@ -191,7 +278,11 @@ function summarize(req: unknown): Record<string, unknown> {
   const r = req as Record<string, unknown>;
   const out: Record<string, unknown> = {};
   for (const k of ["type_url", "version_info", "response_nonce", "resource_names", "resource_names_subscribe", "resource_names_unsubscribe", "initial_resource_versions"]) {
-    if (r[k] !== undefined && !(Array.isArray(r[k]) && (r[k] as unknown[]).length === 0)) out[k] = r[k];
+    const v = r[k];
+    // Decoded requests read "", [] or {} for what is unset (wire.ts): left out.
+    if (v === undefined || v === "" || (Array.isArray(v) && v.length === 0)) continue;
+    if (typeof v === "object" && v !== null && !Array.isArray(v) && Object.keys(v).length === 0) continue;
+    out[k] = v;
   }
   const err = r.error_detail as { message?: string } | null | undefined;
   if (err) out.error = err.message;
