@@ -53,7 +53,10 @@ interface Variant { label: string; root: string }
  */
 function spawnControlPlane(v: Variant, ports: ControlPlanePorts, filtersDir: string, stateDir: string, upstreamPort: number, logPath: string): ChildProcess {
   const fd = fs.openSync(logPath, "a");
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(v.root, "controlplane", "main.ts")], {
+  // What `npm run cp` runs in that copy: its launcher when it has one, else main.ts through tsx.
+  const launcher = path.join(v.root, "scripts", "run-controlplane.mjs");
+  const args = fs.existsSync(launcher) ? [launcher] : ["--import", "tsx", path.join(v.root, "controlplane", "main.ts")];
+  const child = spawn(process.execPath, args, {
     cwd: v.root, stdio: ["ignore", fd, fd],
     env: {
       ...process.env, CP_XDS_HOST: "127.0.0.1", CP_XDS_PORT: String(ports.xds), CP_MODULE_HOST: "127.0.0.1", CP_MODULE_PORT: String(ports.modules),

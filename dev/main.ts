@@ -191,7 +191,7 @@ async function main(): Promise<number> {
     cp = await spawnChild({
       name: "control plane",
       command: process.execPath,
-      args: ["--import", "tsx", repoPath("controlplane", "main.ts")],
+      args: [repoPath("scripts", "run-controlplane.mjs")], // what `npm run cp` runs
       cwd: repoRoot,
       env: controlPlaneEnv(options, echo.port, xdsToken),
       onLine: (line) => {

@@ -87,7 +87,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     CP_XDS_TOKEN: TEST_XDS_TOKEN,
     ...opts.env,
   };
-  const child = spawn(process.execPath, ["--import", "tsx", repoPath("controlplane", "main.ts")], {
+  // What `npm run cp` runs: the bundled sources (scripts/run-controlplane.mjs).
+  const child = spawn(process.execPath, [repoPath("scripts", "run-controlplane.mjs")], {
     cwd: repoPath(),
     env,
     stdio: ["ignore", logFd, logFd],
