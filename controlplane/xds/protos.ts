@@ -2,6 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import protobuf from "protobufjs";
 import { REPO_ROOT } from "../paths.ts";
+import { cachedProtoRoot, protoCacheKey } from "./proto-cache.ts";
 
 /** Include roots for Envoy's protos, from proto/includes.json (they live in node_modules). */
 export function protoIncludeDirs(): string[] {
@@ -30,6 +31,13 @@ let cachedRoot: protobuf.Root | undefined;
 /** One protobufjs Root holding Envoy's resource types, loaded once per process. */
 export function envoyRoot(): protobuf.Root {
   if (cachedRoot) return cachedRoot;
+  const includes = fs.readFileSync(path.join(REPO_ROOT, "proto", "includes.json"), "utf8");
+  cachedRoot = cachedProtoRoot(protoCacheKey([includes, ...RESOURCE_PROTOS]), parseEnvoyRoot);
+  return cachedRoot;
+}
+
+/** Parses Envoy's .proto files (the cache's miss path). */
+export function parseEnvoyRoot(): protobuf.Root {
   const includeDirs = protoIncludeDirs();
   const root = new protobuf.Root();
   root.resolvePath = (_origin: string, target: string): string => {
@@ -44,7 +52,6 @@ export function envoyRoot(): protobuf.Root {
   root.loadSync(RESOURCE_PROTOS, { keepCase: true });
   addWasmFailurePolicy(root);
   root.resolveAll();
-  cachedRoot = root;
   return root;
 }
 
