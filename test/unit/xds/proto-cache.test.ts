@@ -6,11 +6,16 @@ import { test } from "node:test";
 import protobuf from "protobufjs";
 import { envoyRoot, parseEnvoyRoot } from "../../../controlplane/xds/protos.ts";
 
+const DESCRIPTOR_TYPE = /^\.google\.protobuf\.(FileDescriptorSet|FileDescriptorProto|DescriptorProto|FieldDescriptorProto|OneofDescriptorProto|EnumDescriptorProto|EnumValueDescriptorProto|ServiceDescriptorProto|MethodDescriptorProto|FileOptions|MessageOptions|FieldOptions|OneofOptions|EnumOptions|EnumValueOptions|ServiceOptions|MethodOptions|UninterpretedOption|SourceCodeInfo|GeneratedCodeInfo|ExtensionRangeOptions|FeatureSet|FeatureSetDefaults)(\.|$)/;
+
 function fieldsOf(root: protobuf.Root): Map<string, string> {
   const out = new Map<string, string>();
   const walk = (ns: protobuf.NamespaceBase): void => {
     for (const obj of ns.nestedArray) {
-      if (obj instanceof protobuf.Type) {
+      // descriptor.proto's types are protobufjs's shared built-ins, whose field names come out
+      // camelCase or snake_case depending on whether @grpc/proto-loader loaded them first; they
+      // describe .proto files and never appear in a resource we encode.
+      if (obj instanceof protobuf.Type && !DESCRIPTOR_TYPE.test(obj.fullName)) {
         for (const f of obj.fieldsArray) {
           f.resolve();
           // Packing only matters on the wire for repeated fields.
