@@ -104,7 +104,10 @@ const SETTINGS: readonly Setting[] = [
     env: "CP_STORE", flag: "store", default: () => "dir",
     help: "where shared state lives: `dir` (CP_STATE_DIR, one replica) or etcd://host:port[,host:port...][/prefix] (replicas share it)",
   },
-  { env: "CP_REPLICA_ID", flag: "replica-id", help: "this replica's name (etcd election, /api/replicas, /api/clients)", default: () => "", defaultHelp: "<hostname>-<pid>" },
+  {
+    env: "CP_REPLICA_ID", flag: "replica-id", default: () => "", defaultHelp: "<hostname>-<pid>",
+    help: "this replica's name (etcd election, /api/replicas, /api/clients)",
+  },
   { env: "CP_ETCD_LEASE_TTL", flag: "etcd-lease-ttl", help: "seconds before a dead builder replica is replaced (its etcd lease expires)", default: () => "5" },
   { env: "CP_LOG_LEVEL", flag: "log-level", help: "pino log level", default: () => "info" },
   { env: "CP_MAX_MODULE_BYTES", flag: "max-module-bytes", help: "largest Wasm module (bytes) built or uploaded that is ever pushed to Envoy", default: () => String(8 * 1024 * 1024), defaultHelp: "8388608 = 8 MiB" },

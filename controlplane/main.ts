@@ -215,8 +215,13 @@ async function main(): Promise<void> {
   const fetchSink = shared ? await shared.fetchRelay(fetches, log.child({ component: "module-server" })) : fetches;
   const moduleServer = createModuleServer(registry, fetchSink, log, { tls, events });
   let ready = false;
-  const admin = createAdminApi({ registry, state, clients, events, snapshot: () => cache.get(), resourceAt: (t, n, v) => cache.resourceAt(t, n, v), ready: () => ready, maxModuleBytes: config.maxModuleBytes, health,
-    replica: { id: config.replicaId, builder: () => shared?.election.isBuilder ?? true, ...(shared ? { directory: () => shared.directory.list() } : {}) } }, log, { token: config.adminToken });
+  const replica = {
+    id: config.replicaId, builder: () => shared?.election.isBuilder ?? true, ...(shared ? { directory: () => shared.directory.list() } : {}),
+  };
+  const admin = createAdminApi({
+    registry, state, clients, events, snapshot: () => cache.get(), resourceAt: (t, n, v) => cache.resourceAt(t, n, v),
+    ready: () => ready, maxModuleBytes: config.maxModuleBytes, health, replica,
+  }, log, { token: config.adminToken });
   // Every call on the xDS port, the MetricsService's too: CP_XDS_TOKEN and/or mTLS (xds/auth.ts).
   const xdsAuth = new XdsAuth({ ...(config.xdsToken !== undefined ? { token: config.xdsToken } : {}), mtls: tls?.clientCa !== undefined }, log.child({ component: "xds" }));
   const ads = createXdsServer({ cache, clients, fetches, log: log.child({ component: "xds" }), auth: xdsAuth });

@@ -196,7 +196,9 @@ function loadAssignment(name: string, targets: readonly HostPort[]): ResourceObj
   return { cluster_name: name, endpoints: [{ lb_endpoints: lbEndpoints }] };
 }
 
-function cluster(name: string, targets: readonly HostPort[], source: ConfigSourceKind, tls: ModuleTls | undefined, xdsToken: string | undefined): ResourceObject {
+function cluster(
+  name: string, targets: readonly HostPort[], source: ConfigSourceKind, tls: ModuleTls | undefined, xdsToken: string | undefined,
+): ResourceObject {
   const c: ResourceObject = net.isIP(targets[0]!.host)
     ? { name, type: "EDS", connect_timeout: { seconds: 2 }, eds_cluster_config: { eds_config: configSource(source, xdsToken) } }
     // A name (the compose service, host.docker.internal) needs Envoy's resolver.
@@ -293,7 +295,9 @@ function vmIdentity(filter: FilterResourceSpec): VmIdentity {
   return { allowed, vmId: vmId(filter.name, allowed) };
 }
 
-function extensionConfig(filter: FilterResourceSpec, { allowed, vmId }: VmIdentity, moduleServer: HostPort, variant: DeliveryVariant, https: boolean, replicated: boolean): ResourceObject {
+function extensionConfig(
+  filter: FilterResourceSpec, { allowed, vmId }: VmIdentity, moduleServer: HostPort, variant: DeliveryVariant, https: boolean, replicated: boolean,
+): ResourceObject {
   const pluginConfig: ResourceObject = {
     name: filter.name,
     root_id: filter.rootId,

@@ -116,7 +116,8 @@ export function renderEnvoys(container: HTMLElement, clients: readonly ClientVie
     const streams = c.streams.map((s) => `#${s.id} ${s.peer} since ${clock(s.connectedAt)}`).join(", ");
     return h("div", { class: "envoy", "data-node": c.node.id, "data-cluster": c.node.cluster, "data-replica": c.replica ?? "", "data-state": overall },
       h("h3", {}, c.node.id, " ", h("span", { class: "muted" }, `cluster ${c.node.cluster}`), " ", pill(overall, overall === "acked" ? "all ACKed" : overall)),
-      h("div", { class: "muted small" }, c.replica !== undefined ? `replica ${c.replica} · ` : "", `${c.streams.length} stream${c.streams.length === 1 ? "" : "s"}: ${streams}`,
+      h("div", { class: "muted small" }, c.replica !== undefined ? `replica ${c.replica} · ` : "",
+        `${c.streams.length} stream${c.streams.length === 1 ? "" : "s"}: ${streams}`,
         c.cacheMissResends > 0 ? ` · ${c.cacheMissResends} cache-miss re-send${c.cacheMissResends === 1 ? "" : "s"}` : ""),
       h("table", {},
         h("thead", {}, h("tr", {}, h("th", {}, "Type"), h("th", {}, "Sent"), h("th", {}, "ACKed"), h("th", {}, "State"), h("th", {}, "Last NACK"))),

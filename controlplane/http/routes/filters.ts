@@ -173,14 +173,17 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
 
   app.put<{ Params: { name: string }; Body: { configuration: string } }>("/api/filters/:name/configuration", {
     schema: {
-      summary: "Plugin configuration handed to the module's onConfigure (ECDS only, no rebuild); 400 if the module traps or returns false with it (pre-flight)", tags: ["filters"], params: nameParams,
+      summary: "Plugin configuration handed to the module's onConfigure (ECDS only, no rebuild); 400 if the module traps or returns false with it (pre-flight)",
+      tags: ["filters"], params: nameParams,
       body: { type: "object", required: ["configuration"], additionalProperties: false, properties: { configuration: { type: "string", maxLength: 65536 } } },
       response: responses(filterSchema),
     },
   }, async (req, reply) => gatedChange(req.params.name, reply, { configuration: req.body.configuration }, { configuration: req.body.configuration }));
 
   app.delete<{ Params: { name: string } }>("/api/filters/:name/configuration", {
-    schema: { summary: "Back to the manifest's configuration (pre-flighted like a PUT)", tags: ["filters"], params: nameParams, response: responses(filterSchema) },
+    schema: {
+      summary: "Back to the manifest's configuration (pre-flighted like a PUT)", tags: ["filters"], params: nameParams, response: responses(filterSchema),
+    },
   }, async (req, reply) => gatedChange(req.params.name, reply, { configuration: undefined }, { configuration: null }));
 
   app.put<{ Params: { name: string }; Body: { failPolicy: (typeof FAIL_POLICY_ENUM)[number] } }>("/api/filters/:name/fail-policy", {
@@ -210,7 +213,8 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
 
   app.post<{ Params: { name: string }; Body: { sha256: string } }>("/api/filters/:name/rollback", {
     schema: {
-      summary: "Pin one of the filter's retained modules until its next edit or an unpin; 400 if it does not start with the current configuration (pre-flight)", tags: ["filters"], params: nameParams,
+      summary: "Pin one of the filter's retained modules until its next edit or an unpin; 400 if it does not start with the current configuration (pre-flight)",
+      tags: ["filters"], params: nameParams,
       body: { type: "object", required: ["sha256"], additionalProperties: false, properties: { sha256: { type: "string", pattern: SHA_PATTERN } } },
       response: responses(filterSchema),
     },
@@ -224,7 +228,10 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
   });
 
   app.delete<{ Params: { name: string } }>("/api/filters/:name/pin", {
-    schema: { summary: "Drop a rollback pin: back to the newest module (pre-flighted like a rollback)", tags: ["filters"], params: nameParams, response: responses(filterSchema) },
+    schema: {
+      summary: "Drop a rollback pin: back to the newest module (pre-flighted like a rollback)", tags: ["filters"], params: nameParams,
+      response: responses(filterSchema),
+    },
   }, async (req, reply) => gatedChange(req.params.name, reply, { pinnedSha256: undefined }, { pinnedSha256: null }));
 
   // Prebuilt modules (Rust, Go, C++ SDKs): validated exactly like a built one.

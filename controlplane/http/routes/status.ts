@@ -33,7 +33,10 @@ export async function statusRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     schema: {
       summary: "Control plane replicas (CP_STORE=etcd): id, addresses, which one builds, and the Envoys connected to each; a single control plane lists itself",
       tags: ["status"],
-      response: { 200: { type: "object", properties: { self: { type: "string" }, replicas: { type: "array", items: anyObject } } }, 503: { type: "object", properties: { error: { type: "string" } } } },
+      response: {
+        200: { type: "object", properties: { self: { type: "string" }, replicas: { type: "array", items: anyObject } } },
+        503: { type: "object", properties: { error: { type: "string" } } },
+      },
     },
   }, async (_req, reply) => {
     const self = deps.replica?.id ?? "local";
