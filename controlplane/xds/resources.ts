@@ -52,6 +52,23 @@ export interface FilterResourceSpec {
    * callback, never an empty map (which Envoy reads as "everything allowed").
    */
   allowedCapabilities?: readonly string[];
+  /**
+   * Where in the route table the filter runs (issue 15; filled from its targets' `routes` and
+   * `hosts`). Absent: on every route. Present: only on the routes named in `routes` and on
+   * every route of the virtual hosts named in `hosts`; disabled elsewhere through RDS
+   * `typed_per_filter_config`, so a change of scope is an RDS update only (no listener change,
+   * no new VM).
+   */
+  scope?: FilterScope;
+}
+
+/**
+ * A filter's place in the route table (routes file): route names, and virtual hosts each named
+ * by its name or by any of its domains (`b.example` selects the virtual host serving it).
+ */
+export interface FilterScope {
+  routes: readonly string[];
+  hosts: readonly string[];
 }
 
 /** open: skip the filter; closed: answer 503; reload: like closed, and rebuild a crashed VM. */
