@@ -2,13 +2,14 @@
 // resources to the same simulated Envoys, in interleaved rounds (ours, go, ours, go, ...).
 //
 //   npm run bench:xds -- --peer go-control-plane [--sizes 1000,5000 --variants sotw,delta --rounds 3]
-//   npm run bench:xds -- --peer go-control-plane --quick     (CI: N=100, one round, both variants)
+//   npm run bench:xds -- --peer go-control-plane --quick     (CI: N=100, one round, 2 changes, both variants)
 //
 // Per measurement: a fresh server process; N streams opened from --client-workers child processes
 // (sim-worker.ts); the server's RSS per idle stream; then one ECDS change (one filter's module),
 // timed from the publish to each client's ACK, with the server's CPU from just before the publish
 // until it is idle again, and each client worker's event-loop utilisation over that window.
 // Results: bench/results/<stamp>-xds-peer/ (report.txt, results.json, resources.json); --quick: tmp/xds-peer-quick/.
+// --changes 4: changes per server process (the first is reported apart: it pays the JIT).
 // Other options: --streams-per-channel 100, --batch 250, --delta-wildcard empty|star,
 // --timeout-s 120 (per phase), --max-minutes 60, --out-dir <dir>, --label <text>,
 // --go-snapshot shared|per-node (default shared: one go-control-plane snapshot for every node;
@@ -24,7 +25,10 @@ import { cpuMs } from "./lib/proc.ts";
 import { buildGoPeer } from "./support/go-peer-build.ts";
 import { ecdsSizes, exportGenerations } from "./support/peer-resources.ts";
 import { liveChildren, startGo, startOurs, type BenchServer, type GoSnapshotMode, type ServerKind } from "./support/peer-servers.ts";
-import { idleIndex, latencySummary, pairRounds, summarize, type Measurement, type RoundPair, type Summary } from "./support/peer-stats.ts";
+import {
+  idleIndex, laterView, latencySummary, medianFigures, pairRounds, summarize,
+  type ChangeFigures, type Measurement, type RoundPair, type Summary,
+} from "./support/peer-stats.ts";
 import type { Variant } from "./support/sim-envoy.ts";
 import { SimWorkers } from "./support/sim-workers.ts";
 
@@ -58,6 +62,8 @@ interface Options {
   label: string | undefined;
   quick: boolean;
   goSnapshot: GoSnapshotMode;
+  /** Changes per server process: the first, and K-1 later ones reported apart (--changes). */
+  changes: number;
 }
 
 function parse(args: string[]): Options {
@@ -78,6 +84,7 @@ function parse(args: string[]): Options {
       "out-dir": { type: "string" },
       label: { type: "string" },
       "go-snapshot": { type: "string", default: "shared" },
+      changes: { type: "string" },
     },
   });
   const goSnapshot = values["go-snapshot"];
@@ -110,6 +117,7 @@ function parse(args: string[]): Options {
     label: values.label,
     quick,
     goSnapshot,
+    changes: positiveInt("changes", values.changes ?? (quick ? "2" : "4")),
   };
 }
 
@@ -154,18 +162,26 @@ async function measure(ctx: Context, server: ServerKind, variant: Variant, n: nu
     m.kibPerIdleStream = (await s.gcRss() - rss0) / 1024 / n;
     await idleCpuMs(s.pid);
 
-    await ctx.workers.mark(s.expectedKey[variant]);
-    const cpuBefore = cpuMs(s.pid);
-    const change = await s.change();
-    m.fanoutMs = change.fanoutMs;
-    const window = await ctx.workers.awaitAcks(change.key[variant], ctx.opts.timeoutMs);
-    const cpuAfter = await idleCpuMs(s.pid);
-    if (window.ackedAt.length !== n) throw new Error(`${window.ackedAt.length} of ${n} streams reported an ACK`);
-    Object.assign(m, latencySummary(window.ackedAt, change.publishedAt));
-    m.cpuS = (cpuAfter - cpuBefore) / 1000;
-    m.clientElu = window.perWorker.map((w) => w.elu);
-    m.clientCpuMs = window.perWorker.map((w) => w.cpuMs);
-    m.clientCpuShare = window.perWorker.map((w) => (w.windowMs > 0 ? w.cpuMs / w.windowMs : NaN));
+    const later: ChangeFigures[] = [];
+    for (let k = 1; k <= ctx.opts.changes; k++) {
+      await ctx.workers.mark(s.expectedKey(k)[variant]);
+      const cpuBefore = cpuMs(s.pid);
+      const change = await s.change();
+      if (k === 1) m.fanoutMs = change.fanoutMs;
+      const window = await ctx.workers.awaitAcks(change.key[variant], ctx.opts.timeoutMs);
+      const cpuAfter = await idleCpuMs(s.pid);
+      if (window.ackedAt.length !== n) throw new Error(`change ${k}: ${window.ackedAt.length} of ${n} streams reported an ACK`);
+      const figures: ChangeFigures = {
+        ...latencySummary(window.ackedAt, change.publishedAt),
+        cpuS: (cpuAfter - cpuBefore) / 1000,
+        clientElu: window.perWorker.map((w) => w.elu),
+        clientCpuMs: window.perWorker.map((w) => w.cpuMs),
+        clientCpuShare: window.perWorker.map((w) => (w.windowMs > 0 ? w.cpuMs / w.windowMs : NaN)),
+      };
+      if (k === 1) Object.assign(m, figures);
+      else later.push(figures);
+    }
+    if (later.length > 0) m.later = { ...medianFigures(later), changes: later.length };
     m.status = "ok";
   } catch (err) {
     m.error = err instanceof Error ? err.message : String(err);
@@ -287,7 +303,7 @@ export async function runPeerBench(args: string[]): Promise<number> {
   log(go.built ? `built the go-control-plane peer in ${(go.buildMs / 1000).toFixed(1)} s` : "go-control-plane peer: cached build");
   fs.mkdirSync(opts.outDir, { recursive: true });
   const resourcesFile = path.join(opts.outDir, "resources.json");
-  fs.writeFileSync(resourcesFile, JSON.stringify(exportGenerations(2), null, 1));
+  fs.writeFileSync(resourcesFile, JSON.stringify(exportGenerations(1 + opts.changes), null, 1));
 
   const workers = await SimWorkers.start(opts.workers);
   const ctx: Context = { opts, workers, goBinary: go.binary, resourcesFile, describe: {} };
@@ -317,9 +333,20 @@ export async function runPeerBench(args: string[]): Promise<number> {
 
   const pairs = pairRounds(measurements);
   const summaries = summarize(pairs);
+  const laterMeasurements = measurements.map(laterView).filter((m): m is Measurement => m !== undefined);
+  const laterPairs = pairRounds(laterMeasurements);
+  const laterSummaries = summarize(laterPairs);
+  const laterSection = opts.changes > 1 ? [
+    ``,
+    `later changes (changes 2..${opts.changes} of each server process, each figure the median over them), median of ${opts.rounds} round(s):`,
+    ...summaryTable(laterSummaries),
+    ``,
+    `later changes per round:`,
+    ...roundsTable(laterPairs, laterMeasurements),
+  ] : [];
   const sizes = ecdsSizes("sim-envoy-sotw-1234");
   const report = [
-    `xDS fan-out, ours vs go-control-plane: one ECDS change (a filter's module) to N simulated Envoys over ADS, loopback gRPC`,
+    `xDS fan-out, ours vs go-control-plane: ECDS changes (a filter's module) to N simulated Envoys over ADS, loopback gRPC`,
     `${started.toISOString()}; ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"}); `
       + `load avg ${loadBefore.map((x) => x.toFixed(2)).join(" ")} before, `
       + `${loadAfter.map((x) => x.toFixed(2)).join(" ")} after (a shared machine: the numbers are noisy)`,
@@ -331,13 +358,16 @@ export async function runPeerBench(args: string[]): Promise<number> {
       + `ramp ${opts.batch} per step per worker; delta wildcard ${opts.deltaWildcard}`,
     `interleaved rounds: ours then go, each a fresh server process; ratio = ours / go (above 1: ours slower or bigger)`,
     ``,
-    `median of ${opts.rounds} round(s):`,
+    `first change after the server started, median of ${opts.rounds} round(s):`,
     ...summaryTable(summaries),
     ``,
-    `per round:`,
+    `first change per round:`,
     ...roundsTable(pairs, measurements),
+    ...laterSection,
     ``,
     `p50/p99/all: per client, publish -> the change's ECDS response received and its ACK written (all = the last client).`,
+    `Each server process takes ${opts.changes} change(s) one after the other (each once the previous one is ACKed by all and`,
+    `  the server is idle); the first after a start also pays for compiling its code path (V8's JIT; Go is compiled ahead).`,
     `CPU s: server process utime+stime (/proc/<pid>/stat) from just before the publish until idle again (200 ms flat),`,
     `  ACK intake included.`,
     `KiB: server RSS after a GC with N converged idle streams minus RSS before any stream, / N`,
@@ -364,7 +394,7 @@ export async function runPeerBench(args: string[]): Promise<number> {
   fs.writeFileSync(path.join(opts.outDir, "report.txt"), `${report}\n`);
   fs.writeFileSync(path.join(opts.outDir, "results.json"), JSON.stringify({
     started: started.toISOString(), source, options: opts, loadBefore, loadAfter, go: { goVersion: go.goVersion }, describe: ctx.describe,
-    measurements, summaries,
+    measurements, summaries, laterSummaries,
   }, null, 1));
   log(`results in ${path.relative(REPO, opts.outDir)}/`);
   return measurements.some((m) => m.status !== "ok") ? 1 : 0;

@@ -31,8 +31,8 @@ export interface BenchServer {
   readonly pid: number;
   readonly port: number;
   readonly filters: string[];
-  /** The ACK key of the first change, known before it (so the clients can time their window). */
-  readonly expectedKey: Record<Variant, string>;
+  /** The ACK key of change k (1 = the first), known before it (so the clients can time their window). */
+  expectedKey(k: number): Record<Variant, string>;
   /** One line about the server for the report. */
   readonly describe: string;
   change(): Promise<ChangeResult>;
@@ -93,13 +93,12 @@ export async function startOurs(): Promise<BenchServer> {
     rpc.close(err);
   });
   const r = await withTimeout(ready, START_TIMEOUT_MS, "our server start");
-  const expected = ourAckKeys(1, CHANGING_FILTER);
   return {
     kind: "ours",
     pid: r.pid,
     port: r.port,
     filters: r.filters,
-    expectedKey: expected,
+    expectedKey: (k) => ourAckKeys(k, CHANGING_FILTER),
     describe: `controlplane/xds/${r.serverModule} in Node ${process.version} (own process, --expose-gc, logger silent)`,
     async change() {
       const c = await rpc.call<ChangeReply>({ cmd: "change" }, RPC_TIMEOUT_MS);
@@ -147,10 +146,10 @@ type GoReply =
  * Per node, go-control-plane versions a delta resource by its bytes, which then differ per node:
  * the clients wait for the changed filter's second arrival instead (sim-envoy.ts name#k keys).
  */
-const goKey = (g: GoGeneration, mode: GoSnapshotMode): Record<Variant, string> => {
+const goKey = (g: GoGeneration, k: number, mode: GoSnapshotMode): Record<Variant, string> => {
   const v = g.resourceVersions[CHANGING_FILTER];
   if (!v) throw new Error(`go-control-plane peer: no version for ${CHANGING_FILTER}`);
-  return { sotw: g.ecdsVersion, delta: mode === "per-node" ? `${CHANGING_FILTER}#2` : `${CHANGING_FILTER}@${v}` };
+  return { sotw: g.ecdsVersion, delta: mode === "per-node" ? `${CHANGING_FILTER}#${k + 1}` : `${CHANGING_FILTER}@${v}` };
 };
 
 /** The go-control-plane peer: `binary --resources <export>` (bench/go-control-plane/main.go). */
@@ -180,13 +179,18 @@ export async function startGo(binary: string, resourcesFile: string, mode: GoSna
     rpc.close(err);
   });
   const r = await withTimeout(ready, START_TIMEOUT_MS, "go-control-plane peer start");
+  let changes = 0;
   const reordered = r.reordered?.length ? `; re-encoded in another field order: ${r.reordered.join(", ")}` : "";
   return {
     kind: "go",
     pid: r.pid,
     port: r.port,
     filters: Object.keys(r.resourceVersions).sort(),
-    expectedKey: goKey(r.generations[1]!, mode),
+    expectedKey: (k) => {
+      const g = r.generations[k];
+      if (!g) throw new Error(`go-control-plane peer: change ${k} needs generation ${k}; ${r.generations.length} exported`);
+      return goKey(g, k, mode);
+    },
     describe: `go-control-plane ${r.goControlPlane} (${r.goVersion}, GOMAXPROCS ${r.gomaxprocs}), `
       + (r.snapshot === "per-node"
         ? `one snapshot per node with our per-Envoy ECDS rendering `
@@ -197,7 +201,8 @@ export async function startGo(binary: string, resourcesFile: string, mode: GoSna
       const c = await rpc.call({ cmd: "change" }, RPC_TIMEOUT_MS);
       if ("error" in c) throw new Error(`go-control-plane peer: ${c.error}`);
       if (!("publishedAt" in c)) throw new Error(`go-control-plane peer: unexpected change reply ${JSON.stringify(c)}`);
-      return { publishedAt: c.publishedAt, fanoutMs: c.fanoutMs, key: goKey(c, mode) };
+      changes++;
+      return { publishedAt: c.publishedAt, fanoutMs: c.fanoutMs, key: goKey(c, changes, mode) };
     },
     async gcRss() {
       const c = await rpc.call({ cmd: "gc" }, RPC_TIMEOUT_MS);

@@ -28,6 +28,34 @@ export interface Measurement {
   clientCpuShare?: number[];
   /** Ours: a hash of controlplane/ when the server started (the working tree can change under a run). */
   sourceHash?: string;
+  /**
+   * With --changes K > 1: the changes after the first in the same server process, each field the
+   * median over them (the first change after a start also pays the JIT compiling its path).
+   */
+  later?: ChangeFigures & { changes: number };
+}
+
+/** One change's figures (the fields of a Measurement that describe a change, not the server). */
+export type ChangeFigures = Pick<Measurement, "p50" | "p99" | "allAcked" | "cpuS" | "clientElu" | "clientCpuMs" | "clientCpuShare">;
+
+/** Each field's median over several changes (per worker for the client arrays). */
+export function medianFigures(changes: readonly ChangeFigures[]): ChangeFigures {
+  const scalar = (k: "p50" | "p99" | "allAcked" | "cpuS"): number => median(changes.map((c) => c[k] ?? NaN));
+  const perWorker = (k: "clientElu" | "clientCpuMs" | "clientCpuShare"): number[] => {
+    const width = Math.max(0, ...changes.map((c) => c[k]?.length ?? 0));
+    return Array.from({ length: width }, (_, i) => median(changes.map((c) => c[k]?.[i] ?? NaN)));
+  };
+  return {
+    p50: scalar("p50"), p99: scalar("p99"), allAcked: scalar("allAcked"), cpuS: scalar("cpuS"),
+    clientElu: perWorker("clientElu"), clientCpuMs: perWorker("clientCpuMs"), clientCpuShare: perWorker("clientCpuShare"),
+  };
+}
+
+/** The measurement as seen by its later changes (undefined when it has none). */
+export function laterView(m: Measurement): Measurement | undefined {
+  if (m.status === "ok" && !m.later) return undefined;
+  const { later, ...rest } = m;
+  return later ? { ...rest, ...later } : rest;
 }
 
 export interface LatencySummary {

@@ -190,6 +190,37 @@ describe("SotW over ADS", () => {
     assert.deepEqual(namesOf(pushes[1]!), ["wasm_modules"], "the DNS upstream has no EDS resource any more");
   });
 
+  it("an ECDS update carries only the filters changed since the ACK; after a NACK, every filter again", async () => {
+    const three = (f1: string, f2: string, f3: string) => [filterSpec("f1", f1), filterSpec("f2", f2), filterSpec("f3", f3)];
+    h.cache.set(snapshotOf({ filters: three("a", "b", "c") }));
+    const s = h.connect().sotw();
+    const names = ["f1", "f2", "f3"];
+    const r1 = await subscribeAndAck(s, EXTENSION_CONFIG, names, "subset");
+    assert.deepEqual(namesOf(r1).sort(), names);
+    await h.typeStatus("subset", EXTENSION_CONFIG, (x) => x.ackedVersion === r1.version_info, "the first ECDS ACK");
+
+    h.cache.set(snapshotOf({ filters: three("a", "d", "c") }));
+    const r2 = await s.nextOf(EXTENSION_CONFIG, "the f2 module change");
+    assert.deepEqual(namesOf(r2), ["f2"], "only the changed filter");
+    assert.equal(r2.version_info, typeVersion(h, EXTENSION_CONFIG), "with the type's new version");
+    s.send(sotwAck(r2, names));
+    const acked = await h.typeStatus("subset", EXTENSION_CONFIG, (x) => x.ackedVersion === r2.version_info, "the subset's ACK");
+    assert.deepEqual(Object.keys(acked.ackedResources ?? {}).sort(), names, "the ACK covers every filter Envoy holds");
+
+    // A configuration change (a new module's NACK would be taken for a cache miss first).
+    const f3Configured = { ...filterSpec("f3", "c"), configuration: "bad" };
+    h.cache.set(snapshotOf({ filters: [filterSpec("f1", "a"), filterSpec("f2", "d"), f3Configured] }));
+    const r3 = await s.nextOf(EXTENSION_CONFIG, "the f3 configuration change");
+    assert.deepEqual(namesOf(r3), ["f3"]);
+    s.send(sotwNack(r3, "f3: bad configuration", names, r2.version_info));
+    await h.typeStatus("subset", EXTENSION_CONFIG, (x) => x.lastNack?.version === r3.version_info, "the NACK");
+
+    // What Envoy holds after a NACK is not one map: the next update carries every filter.
+    h.cache.set(snapshotOf({ filters: [filterSpec("f1", "g"), filterSpec("f2", "d"), f3Configured] }));
+    const r4 = await s.nextOf(EXTENSION_CONFIG, "the update after the NACK");
+    assert.deepEqual(namesOf(r4).sort(), names);
+  });
+
   it("answers RDS and ECDS only with the requested names", async () => {
     h.cache.set(snapshotOf({ filters: [filterSpec("f1", "a"), filterSpec("f2", "b"), filterSpec("f3", "c")] }));
     const s = h.connect().sotw();

@@ -5,7 +5,9 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { CHANGING_FILTER, FILTER_NAMES } from "../../../bench/support/fanout-resources.ts";
 import { exportGenerations, ourAckKeys } from "../../../bench/support/peer-resources.ts";
-import { idleIndex, latencySummary, pairRounds, ratio, summarize, type Measurement } from "../../../bench/support/peer-stats.ts";
+import {
+  idleIndex, laterView, latencySummary, medianFigures, pairRounds, ratio, summarize, type Measurement,
+} from "../../../bench/support/peer-stats.ts";
 import { decodeMessage } from "../../../controlplane/xds/codec.ts";
 import { EXTENSION_CONFIG } from "../../../controlplane/xds/type-urls.ts";
 
@@ -53,6 +55,29 @@ describe("peer comparison maths", () => {
     assert.equal(idleIndex([0, 100, 250, 260, 260]), 2);
     assert.equal(idleIndex([0, 100, 250, 270, 280]), -1);
     assert.equal(idleIndex([5]), -1);
+  });
+});
+
+describe("later changes", () => {
+  test("each figure is its median over the later changes, per worker for the client arrays", () => {
+    const f = medianFigures([
+      { p50: 10, p99: 30, allAcked: 31, cpuS: 0.2, clientElu: [0.1, 0.9] },
+      { p50: 20, p99: 10, allAcked: 11, cpuS: 0.4, clientElu: [0.3, 0.5] },
+      { p50: 30, p99: 20, allAcked: 21, cpuS: 0.3, clientElu: [0.2, 0.7] },
+    ]);
+    assert.deepEqual([f.p50, f.p99, f.allAcked, f.cpuS], [20, 20, 21, 0.3]);
+    assert.deepEqual(f.clientElu, [0.2, 0.7]);
+  });
+
+  test("the later view replaces the change figures, keeps the rest, and is absent without later changes", () => {
+    const first = m("ours", 1, 200, 0.5);
+    assert.equal(laterView(first), undefined);
+    const withLater: Measurement = { ...first, later: { p50: 40, p99: 80, allAcked: 90, cpuS: 0.1, changes: 3 } };
+    const view = laterView(withLater)!;
+    assert.deepEqual([view.allAcked, view.cpuS, view.kibPerIdleStream, view.round], [90, 0.1, 30, 1]);
+    assert.equal(view.later, undefined);
+    // A failed measurement stays in the later tables as a failure, not silently dropped.
+    assert.equal(laterView(m("go", 1, 0, 0, "failed"))?.status, "failed");
   });
 });
 
