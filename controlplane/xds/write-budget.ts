@@ -2,7 +2,8 @@
 // response written to a stream whose peer does not read (HTTP/2 flow control stops the bytes;
 // the writes pile up in memory): 100 clients that never read and 80 changes grew the process
 // from 378 to 805 MB. So a stream hands grpc-js one response at a time and keeps the rest here:
-//   - SotW: a response carries the whole state of its type, so a newer one of the same type
+//   - SotW: a response made while an earlier one is unacknowledged (a queued one is) carries the
+//     whole state of its type (sotw-session.ts sends a subset only after an ACK), so a newer one
 //     replaces a queued one (the peer never sees the older nonce; it ACKs the newer). A stream
 //     queues at most one response per type, whatever the peer does.
 //   - Delta: each response carries only what changed, so none may be dropped; what is queued is
