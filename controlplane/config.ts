@@ -2,6 +2,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { resolveBuildCpus } from "./compile/placement.ts";
 import { parseEtcdUrl } from "./store/etcd-url.ts";
 import type { HostPort } from "./xds/resources.ts";
 
@@ -15,6 +16,8 @@ export interface Config {
   listenerAddress: string;
   listenerPort: number;
   upstream: HostPort;
+  /** CP_ROUTES_FILE: the routes (docs/routes.md), watched; absent: every request to `upstream`. */
+  routesFile?: string;
   moduleAddress: HostPort;
   /**
    * Further endpoints of the module cluster (CP_MODULE_PEERS: the other replicas' module
@@ -34,6 +37,8 @@ export interface Config {
   maxModuleBytes: number;
   /** Nice value (0-19) of the compile thread, so a build yields the CPU to a co-located Envoy. */
   buildNice: number;
+  /** CP_BUILD_CPUS when set: the CPUs builds run on (canonical taskset list, checked against this process's CPUs). */
+  buildCpus?: string;
   /** CP_BUILD_WORKERS when set: compiles at once; unset: defaultBuildWorkers(). */
   buildWorkers?: number;
   /** Runtime failures of a filter (Envoy stats) within autoDisableWindowS that trigger a rollback or disable; 0 = off. */
@@ -92,6 +97,10 @@ const SETTINGS: readonly Setting[] = [
   { env: "CP_LISTENER_PORT", flag: "listener-port", help: "port of the listener pushed to Envoy", default: () => "10000" },
   { env: "CP_LISTENER_ADDRESS", flag: "listener-address", help: "address of the listener pushed to Envoy", default: () => "0.0.0.0" },
   { env: "CP_UPSTREAM", flag: "upstream", help: "host:port Envoy routes requests to", default: () => "echo:8080" },
+  {
+    env: "CP_ROUTES_FILE", flag: "routes-file", default: () => "", defaultHelp: "none: every request to CP_UPSTREAM",
+    help: "YAML file of upstreams, virtual hosts and routes (docs/routes.md), watched: an edit goes live, a bad one is refused",
+  },
   { env: "CP_MODULE_ADDRESS", flag: "module-address", help: "host:port at which Envoy reaches the module server", default: (p) => `host.docker.internal:${p.CP_MODULE_PORT ?? "18080"}` },
   {
     env: "CP_MODULE_PEERS", flag: "module-peers", default: () => "", defaultHelp: "none",
@@ -112,6 +121,10 @@ const SETTINGS: readonly Setting[] = [
   { env: "CP_LOG_LEVEL", flag: "log-level", help: "pino log level", default: () => "info" },
   { env: "CP_MAX_MODULE_BYTES", flag: "max-module-bytes", help: "largest Wasm module (bytes) built or uploaded that is ever pushed to Envoy", default: () => String(8 * 1024 * 1024), defaultHelp: "8388608 = 8 MiB" },
   { env: "CP_BUILD_WORKERS", flag: "build-workers", help: "compiles run at once (each a worker thread of ~250 MB while warm); those beyond cores-1 run at nice 19 so a co-located Envoy keeps a core", default: () => "", defaultHelp: "cores, at most 4" },
+  {
+    env: "CP_BUILD_CPUS", flag: "build-cpus", default: () => "", defaultHelp: "any",
+    help: "Linux CPU list (taskset syntax: 1, 0-1, 0,2-3) that compiles and cargo run on, in a process of their own: keep them off Envoy's CPUs",
+  },
   { env: "CP_BUILD_NICE", flag: "build-nice", help: "nice value 0-19 of the compile thread, e.g. 10 to favour a co-located Envoy under CPU pressure", default: () => "0" },
   { env: "CP_AUTO_DISABLE_AFTER", flag: "auto-disable-after", help: "crashes of a filter's Wasm VM (Envoy FAIL_RELOAD reload stats) within the window that make the control plane roll it back or disable it (0: off)", default: () => "5" },
   { env: "CP_AUTO_DISABLE_WINDOW", flag: "auto-disable-window", help: "seconds over which CP_AUTO_DISABLE_AFTER counts failures", default: () => "60" },
@@ -171,6 +184,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | "he
     replicaId: replicaId(get),
   };
   if (raw.CP_STATE_DIR !== undefined) config.stateDir = path.resolve(raw.CP_STATE_DIR);
+  if (raw.CP_ROUTES_FILE !== undefined) config.routesFile = path.resolve(raw.CP_ROUTES_FILE);
+  if (get("CP_BUILD_CPUS") !== "") config.buildCpus = buildCpus(get);
   if (get("CP_BUILD_WORKERS") !== "") config.buildWorkers = intInRange(get, "CP_BUILD_WORKERS", 1, 64);
   const token = adminToken(get, config.adminHost);
   if (token !== undefined) config.adminToken = token;
@@ -192,6 +207,15 @@ function modulePeers(get: (n: string) => string): HostPort[] {
     throw new ConfigError(`CP_MODULE_PEERS=${JSON.stringify(v)}: mix IP addresses and names with CP_MODULE_ADDRESS; use one kind for all`);
   }
   return peers;
+}
+
+function buildCpus(get: (n: string) => string): string {
+  const v = get("CP_BUILD_CPUS");
+  try {
+    return resolveBuildCpus(v);
+  } catch (err) {
+    throw new ConfigError(`CP_BUILD_CPUS=${JSON.stringify(v)}: ${(err as Error).message}`);
+  }
 }
 
 function storeConfig(get: (n: string) => string): StoreConfig {

@@ -8,6 +8,7 @@ import type { Manifest } from "./compile/manifest.ts";
 import { moduleCapabilities } from "./compile/capabilities.ts";
 import { validateModule } from "./compile/validate.ts";
 import { closeCompiler, configureCompiler } from "./compile/compiler.ts";
+import { setBuildPlacement } from "./compile/placement.ts";
 import { preflightGate } from "./compile/preflight-gate.ts";
 import { closePreflight, warmPreflight } from "./compile/preflight.ts";
 import { BuildScheduler } from "./compile/scheduler.ts";
@@ -20,7 +21,10 @@ import { addMetricsService } from "./health/metrics-service.ts";
 import { HealthMonitor } from "./health/monitor.ts";
 import { FetchTracker } from "./registry/fetch-tracker.ts";
 import { FilterRegistry, type FilterDefaults } from "./registry/filter-registry.ts";
-import { OperatorState } from "./state/operator-state.ts";
+import { envoysSettled } from "./routes/envoy-settled.ts";
+import { defaultRouteTable } from "./routes/route-table.ts";
+import { fixedRoutesView, RoutesSource } from "./routes/routes-source.ts";
+import { normalizeTargets, OperatorState } from "./state/operator-state.ts";
 import { isReadOnlyError, probeWritable } from "./store/durable-file.ts";
 import { DirFilterRecordStore } from "./store/filter-records.ts";
 import { DirModuleStore } from "./store/module-store.ts";
@@ -59,6 +63,7 @@ function defaultsOf(manifest: Manifest): FilterDefaults {
   if (manifest.enabled !== undefined) d.enabled = manifest.enabled;
   if (manifest.configuration !== undefined) d.configuration = manifest.configuration;
   if (manifest.failPolicy !== undefined) d.failPolicy = manifest.failPolicy;
+  if (manifest.targets !== undefined) d.targets = normalizeTargets(manifest.targets);
   return d;
 }
 
@@ -68,6 +73,8 @@ async function main(): Promise<void> {
   const cores = os.availableParallelism();
   const buildWorkers = config.buildWorkers ?? defaultBuildWorkers(cores);
   configureCompiler({ workers: buildWorkers, nice: config.buildNice, cores });
+  // CP_BUILD_CPUS: compiles (a process each) and cargo run on those CPUs only (placement.ts).
+  setBuildPlacement({ cpus: config.buildCpus });
 
   const stateDir = stateDirOf(config);
   // CP_STORE=etcd://...: operator state, modules and filter records shared by replicas
@@ -115,6 +122,13 @@ async function main(): Promise<void> {
   events.subscribe((e) => {
     if (e.type === "xds.acked") log.info({ component: "xds", node: e.node, stream: e.stream, type: shortName(e.typeUrl), version: e.version }, "Envoy ACKed");
   });
+  // CP_ROUTES_FILE: a bad file at start-up refuses the start (there are no last good routes to serve).
+  const routes = config.routesFile === undefined ? undefined : await RoutesSource.open(config.routesFile, {
+    log: log.child({ component: "routes" }), settle: envoysSettled(clients, cache),
+  }).catch((err: unknown) => {
+    throw new Error(`CP_ROUTES_FILE refused, not starting: ${(err as Error).message}`);
+  });
+  await routes?.watch();
   const publisher = new SnapshotPublisher(
     {
       listener: { address: config.listenerAddress, port: config.listenerPort }, upstream: config.upstream, moduleServer: config.moduleAddress,
@@ -129,6 +143,7 @@ async function main(): Promise<void> {
       log.info({ changed: changed.map(shortName), versions: Object.fromEntries(changed.map((t) => [shortName(t), cache.get()?.types.get(t)?.version])) }, "snapshot published");
       events.emit({ type: "snapshot.published", changed });
     },
+    routes,
   );
 
   // Filters present on disk; a build that finishes after its folder was deleted is dropped.
@@ -221,6 +236,7 @@ async function main(): Promise<void> {
   const admin = createAdminApi({
     registry, state, clients, events, snapshot: () => cache.get(), resourceAt: (t, n, v) => cache.resourceAt(t, n, v),
     ready: () => ready, maxModuleBytes: config.maxModuleBytes, health, replica,
+    routes: routes ? () => routes.view() : fixedRoutesView(defaultRouteTable(config.upstream)),
   }, log, { token: config.adminToken });
   // Every call on the xDS port, the MetricsService's too: CP_XDS_TOKEN and/or mTLS (xds/auth.ts).
   const xdsAuth = new XdsAuth({ ...(config.xdsToken !== undefined ? { token: config.xdsToken } : {}), mtls: tls?.clientCa !== undefined }, log.child({ component: "xds" }));
@@ -327,6 +343,7 @@ async function main(): Promise<void> {
     const force = setTimeout(() => process.exit(1), 5000);
     force.unref();
     await stopBuilding();
+    await routes?.close();
     await following?.close();
     await shared?.close();
     ads.forceShutdown();

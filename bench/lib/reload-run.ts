@@ -17,6 +17,7 @@ import { CpWatch } from "./cp-watch.ts";
 import { closedLoop } from "./load-closed.ts";
 import { openLoop } from "./load-open.ts";
 import { rssMiB } from "./proc.ts";
+import { benchPlacement, pinProcess } from "./reload-variants.ts";
 import type { ReloadScenario } from "./reload-actions.ts";
 import { timeline, type ActionTimeline, type Taken } from "./reload-timeline.ts";
 import { startProbe } from "./probe.ts";
@@ -55,9 +56,17 @@ export interface ReloadResult {
   inside: LatencySummary;
   outside: LatencySummary;
   windows: [number, number][];
+  /**
+   * Per action: p99 inside its window over p99 of the second before the action (when that second
+   * is outside every window). Paired in time, so load from elsewhere that comes and goes over
+   * seconds (other work on a shared machine) mostly cancels; NaN where there was no quiet second.
+   */
+  localRatios: number[];
   actions: ActionTimeline[];
   series: Bucket[];
   envoy: { before: Record<string, number>; after: Record<string, number> };
+  /** The CPU Envoy was pinned to for this run (the control plane's builds ran on the others). */
+  envoyCpus?: string;
   loadavg: number[];
   polls: number;
 }
@@ -106,6 +115,19 @@ async function drive(stack: ProductStack, scenario: ReloadScenario, count: numbe
 }
 
 export async function runReload(stack: ProductStack, scenario: ReloadScenario, o: ReloadRunOptions): Promise<ReloadResult> {
+  // `npm run bench` stacks: Envoy on its own CPU while reloading (the control plane builds on the
+  // others, CP_BUILD_CPUS); unpinned again after, for the steady-state rows that follow or precede.
+  const all = benchPlacement()?.all;
+  if (stack.envoyCpus === undefined || all === undefined) return runReloadAsIs(stack, scenario, o);
+  pinProcess(stack.envoy.pid, stack.envoyCpus);
+  try {
+    return { ...(await runReloadAsIs(stack, scenario, o)), envoyCpus: stack.envoyCpus };
+  } finally {
+    pinProcess(stack.envoy.pid, all);
+  }
+}
+
+async function runReloadAsIs(stack: ProductStack, scenario: ReloadScenario, o: ReloadRunOptions): Promise<ReloadResult> {
   const count = scenario.evenActions && o.actions % 2 === 1 ? o.actions + 1 : o.actions;
   await settled(stack);
   const before = await envoyStats(stack);
@@ -137,6 +159,13 @@ export async function runReload(stack: ProductStack, scenario: ReloadScenario, o
     const t = start - result.startedAt;
     return windows.some(([a, b]) => t >= a && t < b);
   };
+  const p99Between = (a: number, b: number): number =>
+    summarize(latenciesWhere(log, (s) => s - result.startedAt >= a && s - result.startedAt < b)).p99;
+  const localRatios = windows.map(([a, b], i) => {
+    const quietFrom = a - 1000;
+    if (quietFrom < 0 || windows.some(([x, y], j) => j !== i && x < a && y > quietFrom)) return NaN;
+    return p99Between(a, b) / p99Between(quietFrom, a);
+  });
   const after = await envoyStats(stack);
   return {
     kind: scenario.kind,
@@ -153,6 +182,7 @@ export async function runReload(stack: ProductStack, scenario: ReloadScenario, o
     inside: summarize(latenciesWhere(log, inWindow)),
     outside: summarize(latenciesWhere(log, (s) => !inWindow(s))),
     windows,
+    localRatios,
     actions,
     series: series(log, result.startedAt, result.endedAt, 100),
     envoy: { before, after },

@@ -22,6 +22,7 @@ import { staticBootstrap, type FilterKind, type WasmModuleFile } from "./envoy-c
 import { spawnEnvoy, type BenchEnvoy } from "./envoy-process.ts";
 import { CHAIN_LENGTH, chainFilterDir, chainName, chainRootId, RUST_FILTER, rustFilterDir, singleFilterDir } from "./filters.ts";
 import { buildOptimised } from "./o3.ts";
+import { benchPlacement } from "./reload-variants.ts";
 import { startUpstream, type Upstream } from "./upstream.ts";
 import { verifyTarget } from "./verify.ts";
 
@@ -48,6 +49,8 @@ export interface ProductStack {
   nodeId: string;
   filtersDir: string;
   url: string;
+  /** Envoy's CPU during reload runs (reload-run.ts pins it then), the control plane's builds on the others. */
+  envoyCpus?: string;
 }
 
 export interface Stacks {
@@ -82,6 +85,9 @@ interface StartOptions {
 async function startProduct(name: string, filtersDir: string, expected: string[], upstreamPort: number, o: StartOptions): Promise<ProductStack> {
   const ports = await allocatePorts();
   const env: Record<string, string> = o.buildNice === undefined ? {} : { CP_BUILD_NICE: String(o.buildNice) };
+  // Builds off the CPU the Envoy gets during reload runs (>= 2 CPUs; see reload-variants.ts).
+  const placement = benchPlacement();
+  if (placement) env.CP_BUILD_CPUS = placement.buildCpus;
   const cp = await startControlPlane({ ports, filtersDir, stateFile: path.join(o.workDir, `${name}-state.json`), upstreamPort, workDir: o.workDir, name: `${name}-controlplane`, env });
   o.cleanup.add(`${name} control plane`, () => cp.kill("SIGTERM"));
   await waitFor(async () => {
@@ -92,7 +98,7 @@ async function startProduct(name: string, filtersDir: string, expected: string[]
   const configPath = writeBootstrap(o.workDir, { xdsPort: ports.xds, nodeId }, `${name}-envoy.yaml`);
   const envoy = await spawnEnvoy({ name: `${name}-envoy`, configPath, workDir: o.workDir, concurrency: o.concurrency });
   o.cleanup.add(`${name} envoy`, () => envoy.stop());
-  return { cp, ports, envoy, nodeId, filtersDir, url: `http://127.0.0.1:${ports.listener}/headers` };
+  return { cp, ports, envoy, nodeId, filtersDir, url: `http://127.0.0.1:${ports.listener}/headers`, ...(placement ? { envoyCpus: placement.envoyCpus } : {}) };
 }
 
 function getBytes(url: string): Promise<Buffer> {

@@ -101,12 +101,20 @@ export async function runStream(wasm: Uint8Array, input: StreamInput): Promise<S
   const { call, map, outcome } = vm;
   vm.guard(() => {
     vm.start();
-    call("proxy_on_context_create", STREAM, ROOT);
-    call("proxy_on_request_headers", STREAM, map(REQUEST_HEADERS).length, 1);
-    if (!outcome.localReply) call("proxy_on_response_headers", STREAM, map(RESPONSE_HEADERS).length, 1);
-    call("proxy_on_done", STREAM);
-    call("proxy_on_log", STREAM);
-    call("proxy_on_delete", STREAM);
+    // Like Envoy, skip a stream callback the module does not export (the control plane
+    // unexports those a filter does not implement: compile/trim-exports.ts).
+    const stream = (name: string, ...args: number[]): void => void (vm.has(name) && call(name, ...args));
+    // A module with no HTTP callback at all is no HTTP filter: say so rather than pass it.
+    const http = ["request_headers", "request_body", "request_trailers", "response_headers", "response_body", "response_trailers"];
+    if (!http.some((cb) => vm.has(`proxy_on_${cb}`))) {
+      throw new Refused("the module does not export proxy_on_request_headers (nor any HTTP callback)");
+    }
+    stream("proxy_on_context_create", STREAM, ROOT);
+    stream("proxy_on_request_headers", STREAM, map(REQUEST_HEADERS).length, 1);
+    if (!outcome.localReply) stream("proxy_on_response_headers", STREAM, map(RESPONSE_HEADERS).length, 1);
+    stream("proxy_on_done", STREAM);
+    stream("proxy_on_log", STREAM);
+    stream("proxy_on_delete", STREAM);
   });
   outcome.request = map(REQUEST_HEADERS);
   outcome.response = map(RESPONSE_HEADERS);
@@ -121,6 +129,8 @@ interface Instance {
   start(): void;
   /** Runs `fn`, turning a trap or exit into an Error with the last log lines. */
   guard(fn: () => void): void;
+  /** The module exports function `name`. */
+  has(name: string): boolean;
 }
 
 async function instantiate(wasm: Uint8Array, input: StreamInput): Promise<Instance> {
@@ -286,5 +296,5 @@ async function instantiate(wasm: Uint8Array, input: StreamInput): Promise<Instan
       throw new Refused(`onConfigure (proxy_on_configure) returned false: it rejected the configuration ${JSON.stringify(input.configuration)}`);
     }
   };
-  return { outcome, call, map, guard, start };
+  return { outcome, call, map, guard, start, has };
 }

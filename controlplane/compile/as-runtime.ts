@@ -26,7 +26,7 @@ export const RUNTIME_DIR = path.resolve(
 let fingerprint: string | undefined;
 
 /**
- * `@solo-io/proxy-runtime@<version>+wasmxds.<sha256 of the sources, 12 hex>`: part of the build
+ * `@solo-io/proxy-runtime@<version>+wasmxds.<sha256 of the sources and of trim-exports.ts, 12 hex>`: part of the build
  * key (build-key.ts), so a change to the vendored runtime rebuilds every filter instead of
  * reusing modules compiled against the previous runtime.
  */
@@ -40,6 +40,9 @@ export function runtimeFingerprint(): string {
     for (const name of fs.readdirSync(dir).filter((n) => n.endsWith(".ts")).sort()) {
       hash.update(`${name}\n`).update(fs.readFileSync(path.join(dir, name))).update("\n");
     }
+    // Which of the runtime's exports a module keeps is decided after asc, by trim-exports.ts:
+    // a change there changes modules as a change of the runtime would.
+    hash.update(fs.readFileSync(new URL("./trim-exports.ts", import.meta.url)));
   } catch (err) {
     // A missing runtime fails every compile with asc's own "file not found" anyway.
     hash.update(`unreadable: ${(err as Error).message}`);

@@ -6,6 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
 import { RUNTIME_PACKAGE, runtimeFileFor } from "./as-runtime.ts";
+import { removeExports, unusedCallbacks } from "./trim-exports.ts";
 
 /** One compile request, as sent from compiler.ts to the worker. */
 export interface AscJob {
@@ -20,10 +21,15 @@ export interface AscJob {
    * a filter folder to a file elsewhere reads as "not found".
    */
   confineDir?: string;
+  /**
+   * Unexport the proxy-wasm callbacks the filter's own sources never implement, so Envoy skips
+   * them (trim-exports.ts).
+   */
+  trimExports?: boolean;
 }
 
 export type AscJobResult =
-  | { ok: true; wasm: Uint8Array; warnings: string[] }
+  | { ok: true; wasm: Uint8Array; warnings: string[]; trimmed: string[] }
   | { ok: false; error: string; crashed: boolean };
 
 /** The part of assemblyscript/cli/asc.js we use (its own .d.ts is not worth pulling in). */
@@ -82,6 +88,8 @@ export function runAsc(job: AscJob): AscJobResult {
     typeof chunk === "string" ? chunk : decoder.decode(chunk);
   const shadowed = shadowChecker(job.pinnedNodeModules);
   const escapes = confinement(job.confineDir);
+  // What the filter's own code says (every file read that is not the runtime), for trimExports.
+  const filterSources: string[] = [];
 
   let failure: Error | null = null;
   let crash: unknown;
@@ -98,9 +106,11 @@ export function runAsc(job: AscJob): AscJobResult {
           if (path.basename(abs) === "asconfig.json") return null;
           if (shadowed(abs) || escapes(abs)) return null;
           // proxy-runtime comes from the corrected copy in vendor/ (as-runtime.ts), never npm's.
-          const file = runtimeFileFor(abs, job.pinnedNodeModules) ?? abs;
+          const runtimeFile = runtimeFileFor(abs, job.pinnedNodeModules);
           try {
-            return fs.readFileSync(file, "utf8");
+            const text = fs.readFileSync(runtimeFile ?? abs, "utf8");
+            if (runtimeFile === undefined) filterSources.push(text);
+            return text;
           } catch {
             return null;
           }
@@ -139,7 +149,8 @@ export function runAsc(job: AscJob): AscJobResult {
     return { ok: false, crashed: false, error: shown || summary };
   }
   const warnings = diagnostics.filter((d) => d.startsWith("WARNING") && !isStdlibDiagnostic(d));
-  return { ok: true, wasm, warnings };
+  const trimmed = job.trimExports ? unusedCallbacks(filterSources) : [];
+  return { ok: true, wasm: removeExports(wasm, trimmed), warnings, trimmed };
 }
 
 /** ERROR diagnostics only: warnings would bury the one line a filter author needs. */

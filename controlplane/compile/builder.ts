@@ -127,7 +127,9 @@ export async function buildFilter(
 
   const compile = opts.compile ?? compileFilter;
   // Diagnostics then name files as "filters/<name>/index.ts".
-  const compiled = await compile(entry, { optimize: opts.optimize, baseDir: path.dirname(root), confineDir: root });
+  const compiled = await compile(entry, {
+    optimize: opts.optimize, baseDir: path.dirname(root), confineDir: root, ...(manifest.build ? { build: manifest.build } : {}),
+  });
   if (!compiled.ok) return fail(compiled.error, manifest);
 
   const validation = (opts.validate ?? validateModule)(compiled.wasm);

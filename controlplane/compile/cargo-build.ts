@@ -14,6 +14,7 @@ import { readFile, realpath, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { CompileOutcome } from "./compiler.ts";
+import { buildPlacement, placedCommand, wrapperCouldNotExec } from "./placement.ts";
 
 export const RUST_TARGET = "wasm32-wasip1";
 export const CARGO_MANIFEST = "Cargo.toml";
@@ -105,7 +106,9 @@ export async function cargoBuild(filterDir: string, opts: CargoBuildOptions): Pr
     let stdout = "";
     let stderr = "";
     let timedOut = false;
-    const child = spawn(cargo, cargoRecipe(locked), {
+    // CP_BUILD_CPUS (placement.ts): cargo starts under taskset, so rustc and build scripts inherit it.
+    const placed = placedCommand(cargo, cargoRecipe(locked), buildPlacement());
+    const child = spawn(placed.command, placed.args, {
       cwd: dir,
       env: { ...process.env, CARGO_TARGET_DIR: opts.targetDir, CARGO_TERM_COLOR: "never", CARGO_TERM_PROGRESS_WHEN: "never" },
       stdio: ["ignore", "pipe", "pipe"],
@@ -134,6 +137,9 @@ export async function cargoBuild(filterDir: string, opts: CargoBuildOptions): Pr
       ? `cargo not found (${cargo}): Rust filters need the Rust toolchain: ${INSTALL_HINT}`
       : `cannot run ${cargo}: ${run.message}`;
     return { ok: false, error, durationMs: durationMs() };
+  }
+  if (run.kind === "exited" && wrapperCouldNotExec(run.code, run.stderr)) {
+    return { ok: false, error: `cargo not found (${cargo}): Rust filters need the Rust toolchain: ${INSTALL_HINT}`, durationMs: durationMs() };
   }
   if (run.kind === "timeout") {
     return { ok: false, error: `cargo build timed out after ${timeoutMs} ms (killed)`, durationMs: durationMs() };

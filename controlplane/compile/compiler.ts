@@ -13,15 +13,18 @@ import { Worker } from "node:worker_threads";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { BINARY_OUT, type AscJobResult } from "./asc-run.ts";
+import { ascFlags, type BuildSettings } from "./build-settings.ts";
 import type { WorkerRequest, WorkerResponse } from "./compile-worker.ts";
 
 export type CompileOutcome =
-  | { ok: true; wasm: Uint8Array; durationMs: number; warnings: string[] }
+  | { ok: true; wasm: Uint8Array; durationMs: number; warnings: string[]; trimmedExports?: string[] }
   | { ok: false; error: string; durationMs: number };
 
 export interface CompileOptions {
-  /** -O3 instead of the fast unoptimised build used for live edits. */
+  /** -O3 instead of the fast unoptimised build used for live edits (a filter's build.optimize wins). */
   optimize?: boolean;
+  /** The filter's filter.json `build` settings (build-settings.ts). */
+  build?: BuildSettings;
   /**
    * Directory that diagnostics' file paths are relative to. Default: two levels above the
    * entry's folder, so `<repo>/filters/x/index.ts` reports as `filters/x/index.ts` and
@@ -66,10 +69,13 @@ export async function compileFilter(
     ...compileRecipe(opts),
   ];
   const { result, durationMs } = await pool.run(
-    { argv, baseDir, pinnedNodeModules: PINNED_NODE_MODULES, ...(opts.confineDir ? { confineDir: path.resolve(opts.confineDir) } : {}) },
+    {
+      argv, baseDir, pinnedNodeModules: PINNED_NODE_MODULES, trimExports: opts.build?.trimExports ?? true,
+      ...(opts.confineDir ? { confineDir: path.resolve(opts.confineDir) } : {}),
+    },
     opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
   );
-  if (result.ok) return { ok: true, wasm: result.wasm, durationMs, warnings: result.warnings };
+  if (result.ok) return { ok: true, wasm: result.wasm, durationMs, warnings: result.warnings, trimmedExports: result.trimmed };
   return { ok: false, error: explain(result.error), durationMs };
 }
 
@@ -77,16 +83,20 @@ export async function compileFilter(
  * The flags that shape the module's bytes (the build cache hashes them: build-key.ts). Paths and
  * where packages resolve from are left out: the key hashes the inputs those locate.
  */
-export function compileRecipe(opts: Pick<CompileOptions, "optimize"> = {}): string[] {
+export function compileRecipe(opts: Pick<CompileOptions, "optimize" | "build"> = {}): string[] {
+  const build = opts.build ?? {};
+  const optimize = build.optimize ?? (opts.optimize ? "O3" : undefined);
   return [
     // proxy-runtime's README: replace asc's `abort` import (Envoy has no env.abort) with
     // its own, which logs through proxy_log and calls wasi proc_exit.
     "--use", "abort=abort_proc_exit",
     // The README uses asc's default runtime; spelled out because the runtime's malloc.ts
-    // imports rt/index-full directly and breaks under any other.
-    "--runtime", "full",
+    // imports rt/index-full directly and breaks under stub and none. "half" is full, unexported.
+    "--runtime", build.runtime ?? "full",
     "--noColors",
-    ...(opts.optimize ? ["-O3"] : []),
+    ...ascFlags({ ...build, ...(optimize ? { optimize } : {}) }),
+    // Export trimming is not an asc flag: it is keyed through runtimeFingerprint() (as-runtime.ts)
+    // and the filter's filter.json, both build-key inputs.
   ];
 }
 

@@ -4,8 +4,9 @@
 
 import { readFile } from "node:fs/promises";
 import path from "node:path";
+import { checkBuildSettings, type BuildSettings } from "./build-settings.ts";
 import { CAPABILITY_GROUP_NAMES, isCapabilityGroup } from "./capabilities.ts";
-import { FAIL_POLICIES, isFailPolicy, type FailPolicy } from "../state/operator-state.ts";
+import { FAIL_POLICIES, isFailPolicy, TARGET_KINDS, type FailPolicy } from "../state/operator-state.ts";
 
 export interface Manifest {
   /** Position in the HCM filter chain; lower runs first. */
@@ -23,7 +24,16 @@ export interface Manifest {
   capabilities?: string[];
   /** What Envoy does when the filter's VM fails, until an operator chooses otherwise. */
   failPolicy?: FailPolicy;
+  /** How an AssemblyScript filter is compiled (build-settings.ts). */
+  build?: BuildSettings;
+  /**
+   * Where the filter runs until an operator chooses otherwise (PUT /api/filters/:name/targets):
+   * e.g. {"routes": ["api"]} for "only on the route named api". Lists omitted are empty.
+   */
+  targets?: ManifestTargets;
 }
+
+export type ManifestTargets = Partial<Record<(typeof TARGET_KINDS)[number], string[]>>;
 
 export type ManifestResult = { ok: true; manifest: Manifest } | { ok: false; error: string };
 
@@ -59,7 +69,21 @@ const CHECKS: Record<keyof Manifest, (value: unknown) => string | undefined> = {
   rootId: (v) => (typeof v === "string" && isValidRootId(v) ? undefined : `a root id (${ROOT_ID_RULE})`),
   capabilities: checkCapabilities,
   failPolicy: (v) => (isFailPolicy(v) ? undefined : `one of ${FAIL_POLICIES.map((p) => `"${p}"`).join(", ")}`),
+  build: checkBuildSettings,
+  targets: checkTargets,
 };
+
+function checkTargets(v: unknown): string | undefined {
+  const expected = `an object with lists of names under ${TARGET_KINDS.map((k) => `"${k}"`).join(", ")}`;
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return expected;
+  for (const [key, list] of Object.entries(v)) {
+    if (!(TARGET_KINDS as readonly string[]).includes(key)) return `${expected}; unknown key "${key}"`;
+    if (!Array.isArray(list) || list.some((e) => typeof e !== "string" || e.length === 0 || e.length > 253)) {
+      return `${expected}; "${key}" must be a list of non-empty strings (at most 253 characters)`;
+    }
+  }
+  return undefined;
+}
 
 function checkCapabilities(v: unknown): string | undefined {
   const expected = `a list of capability names (allowed: ${CAPABILITY_GROUP_NAMES.join(", ")})`;

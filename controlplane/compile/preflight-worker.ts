@@ -6,6 +6,7 @@
 
 import { parentPort } from "node:worker_threads";
 import { startPlugin } from "../cli/wasm-host.ts";
+import { pinThisThread } from "./placement.ts";
 import { runTestCase, type TestCase } from "./preflight-cases.ts";
 
 export interface PreflightJob {
@@ -26,6 +27,10 @@ export type PreflightMessage =
 
 const port = parentPort;
 if (!port) throw new Error("preflight-worker.ts must run in a worker thread");
+// CP_BUILD_CPUS: the module's start and test cases run on the build CPUs too (milliseconds of
+// work, so this thread is pinned rather than moved to a process; see placement.ts).
+const unpinned = pinThisThread();
+if (unpinned) process.stderr.write(`pre-flight worker not pinned to the build CPUs: ${unpinned}\n`);
 const send = (m: PreflightMessage) => port.postMessage(m);
 
 async function run(job: PreflightJob): Promise<{ ok: true; unsupported: string[] } | { ok: false; error: string }> {

@@ -1,7 +1,8 @@
 // Decides when filters get built. Per filter: at most one build running and at most one
 // more owed, so a burst of saves costs two builds and the last one sees the final state.
 // Globally: a bounded number of builds at once (default 1; main.ts passes the number of compile
-// threads, see compiler.ts configureCompiler for how they leave a core to Envoy).
+// threads, see compiler.ts configureCompiler for how they leave a core to Envoy, and placement.ts
+// for CP_BUILD_CPUS, which keeps them off Envoy's CPUs altogether).
 
 import type { BuildResult } from "./builder.ts";
 

@@ -7,6 +7,7 @@ import { installAuth } from "./auth.ts";
 import { dashboardRoutes } from "./routes/dashboard.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { filterRoutes } from "./routes/filters.ts";
+import { routesRoutes } from "./routes/routes.ts";
 import { statusRoutes } from "./routes/status.ts";
 
 export type { AdminDeps } from "./admin-deps.ts";
@@ -36,6 +37,7 @@ export function createAdminApi(deps: AdminDeps, log: Logger, opts: { token?: str
   void app.register(statusRoutes, deps);
   void app.register(filterRoutes, deps);
   void app.register(eventRoutes, deps);
+  void app.register(routesRoutes, deps);
   void app.register(dashboardRoutes, deps);
 
   app.setNotFoundHandler((req, reply) => {

@@ -2,6 +2,7 @@ import type { EventBus } from "../events/bus.ts";
 import type { HealthReader } from "../health/monitor.ts";
 import type { FilterRegistry } from "../registry/filter-registry.ts";
 import type { ReplicaInfo } from "../replicas/replica-directory.ts";
+import type { RoutesView } from "../routes/routes-source.ts";
 import type { OperatorState } from "../state/operator-state.ts";
 import type { ClientRegistry } from "../xds/client-status.ts";
 import type { EncodedResource, Snapshot } from "../xds/snapshot.ts";
@@ -23,6 +24,8 @@ export interface AdminDeps {
   health?: HealthReader;
   /** This replica: its id (CP_REPLICA_ID), whether it builds, and (etcd) every replica's announcement. */
   replica?: { id: string; builder: () => boolean; directory?: () => Promise<ReplicaInfo[]> };
+  /** The routes in force, the routes file and its last error (GET /api/routes); absent: no such route. */
+  routes?: () => RoutesView;
   /** Largest module an upload may bring (CP_MAX_MODULE_BYTES); default 8 MiB. */
   maxModuleBytes?: number;
 }

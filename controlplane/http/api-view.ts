@@ -15,7 +15,12 @@ export interface FilterView {
   status: BuildStatus;
   configuration: string | null;
   failPolicy: FailPolicy;
+  /** clusters/nodes: which Envoys; routes/hosts: where in their route table. Null: everywhere. */
   targets: Targets | null;
+  /** Who chose `targets`: an operator, or filter.json. */
+  targetsFrom?: "operator" | "manifest";
+  /** Route name -> the plugin configuration the filter runs with on that route. */
+  routeConfigurations?: Record<string, string>;
   pinnedSha256: string | null;
   error?: string;
   builtAt?: string;

@@ -1,4 +1,4 @@
-import type { FailPolicy, OperatorState, Targets } from "../state/operator-state.ts";
+import { targetsNodes, targetsRoutes, type FailPolicy, type OperatorState, type Targets } from "../state/operator-state.ts";
 import type { ModuleCapabilities } from "../compile/capabilities.ts";
 import type { BuildStatus, FilterRegistry } from "./filter-registry.ts";
 
@@ -25,8 +25,12 @@ export interface EffectiveFilter {
   buildMs?: number;
   size?: number;
   failPolicy: FailPolicy;
-  /** Undefined: every Envoy runs it. */
+  /** Undefined: every Envoy runs it, on every route. Set: at least one of its lists is non-empty. */
   targets?: Targets;
+  /** Where the targets came from (the operator's choice wins over filter.json's). */
+  targetsFrom?: "operator" | "manifest";
+  /** Route name -> the plugin configuration that replaces `configuration` on that route. */
+  routeConfigurations?: Readonly<Record<string, string>>;
   /** Set while a rollback pins an older module (then sha256 is that module). */
   pinnedSha256?: string;
   /** What the running module is granted in Envoy, and what it imports without a grant. */
@@ -45,7 +49,14 @@ export function effectiveFilters(registry: FilterRegistry, state: OperatorState)
         status: entry.status,
         failPolicy: choice.failPolicy ?? entry.defaults.failPolicy ?? DEFAULT_FAIL_POLICY,
       };
-      if (choice.targets && (choice.targets.clusters.length > 0 || choice.targets.nodes.length > 0)) f.targets = choice.targets;
+      // The operator's targets replace the manifest's as a whole (all lists empty: everywhere).
+      const targets = choice.targets ?? entry.defaults.targets;
+      if (targets && (targetsNodes(targets) || targetsRoutes(targets))) {
+        f.targets = targets;
+        f.targetsFrom = choice.targets ? "operator" : "manifest";
+      }
+      const routeConfigurations = choice.routeConfigurations;
+      if (routeConfigurations && Object.keys(routeConfigurations).length > 0) f.routeConfigurations = routeConfigurations;
       const configuration = choice.configuration ?? entry.defaults.configuration;
       if (configuration !== undefined) f.configuration = configuration;
       if (entry.error !== undefined) f.error = entry.error;

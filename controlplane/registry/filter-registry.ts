@@ -1,5 +1,5 @@
 import type { ModuleCapabilities } from "../compile/capabilities.ts";
-import type { FailPolicy } from "../state/operator-state.ts";
+import type { FailPolicy, Targets } from "../state/operator-state.ts";
 import type { FilterRecord, FilterRecordStore } from "../store/filter-records.ts";
 import type { ModuleMeta, ModuleStore } from "../store/module-store.ts";
 import { KeyedChain } from "./keyed-chain.ts";
@@ -10,6 +10,8 @@ export interface FilterDefaults {
   enabled?: boolean;
   configuration?: string;
   failPolicy?: FailPolicy;
+  /** filter.json `targets` (normalized); an operator's targets replace them. */
+  targets?: Targets;
 }
 
 export interface GoodModule {

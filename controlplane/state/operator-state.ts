@@ -13,8 +13,17 @@ export interface FilterChoice {
    * leaving it poisoned. Sent as the Wasm plugin's failure_policy.
    */
   failPolicy?: FailPolicy;
-  /** Which Envoys run the filter (by node cluster or id); absent or empty = all. */
+  /**
+   * Where the filter runs: which Envoys (node clusters or ids) and where in their route table
+   * (route names, virtual hosts). Absent: the manifest's targets, else everywhere; every list
+   * empty: everywhere (an operator's explicit "everywhere" wins over a manifest's targets).
+   */
   targets?: Targets;
+  /**
+   * Per route name, a plugin configuration that replaces the filter's own on that route (a
+   * second HCM filter slot sharing the filter's VM: xds/route-configurations.ts).
+   */
+  routeConfigurations?: Record<string, string>;
   /** A previous module pinned by a rollback, until the next successful build or an unpin. */
   pinnedSha256?: string;
 }
@@ -27,9 +36,35 @@ export function isFailPolicy(v: unknown): v is FailPolicy {
   return typeof v === "string" && (FAIL_POLICIES as readonly string[]).includes(v);
 }
 
+/**
+ * Where a filter runs. clusters/nodes pick Envoys (a node-targeted filter is left out of other
+ * Envoys' listeners); routes/hosts pick places in the route table (route names; virtual hosts by
+ * name or by one of their domains), delivered as RDS per-route switches only. Both kinds
+ * combine: a filter with both runs on the named routes of the named Envoys.
+ */
 export interface Targets {
   clusters: string[];
   nodes: string[];
+  routes: string[];
+  hosts: string[];
+}
+
+export const TARGET_KINDS = ["clusters", "nodes", "routes", "hosts"] as const;
+
+/** Targets with every list present, each deduplicated and sorted (the stored form). */
+export function normalizeTargets(t: Partial<Record<(typeof TARGET_KINDS)[number], readonly string[]>>): Targets {
+  const list = (x: readonly string[] | undefined): string[] => [...new Set(x ?? [])].sort();
+  return { clusters: list(t.clusters), nodes: list(t.nodes), routes: list(t.routes), hosts: list(t.hosts) };
+}
+
+/** Names Envoys (clusters or nodes): the filter is in the listeners of those Envoys only. */
+export function targetsNodes(t: Targets | undefined): boolean {
+  return t !== undefined && (t.clusters.length > 0 || t.nodes.length > 0);
+}
+
+/** Names places in the route table (routes or hosts): the filter runs only there. */
+export function targetsRoutes(t: Targets | undefined): boolean {
+  return t !== undefined && (t.routes.length > 0 || t.hosts.length > 0);
 }
 
 export interface OperatorStateData {
@@ -179,10 +214,18 @@ export function parseState(raw: unknown): OperatorStateData {
     if (typeof v.configuration === "string") choice.configuration = v.configuration;
     if (isFailPolicy(v.failPolicy)) choice.failPolicy = v.failPolicy;
     if (typeof v.pinnedSha256 === "string" && /^[0-9a-f]{64}$/.test(v.pinnedSha256)) choice.pinnedSha256 = v.pinnedSha256;
-    const t = v.targets as { clusters?: unknown; nodes?: unknown } | undefined;
+    const t = v.targets as Record<string, unknown> | undefined;
+    const strings = (x: unknown): string[] => (Array.isArray(x) ? x.filter((e): e is string => typeof e === "string") : []);
+    // State saved before routes/hosts existed has clusters and nodes only: the others are empty.
     if (t && typeof t === "object") {
-      const strings = (x: unknown): string[] => (Array.isArray(x) ? x.filter((e): e is string => typeof e === "string") : []);
-      choice.targets = { clusters: strings(t.clusters), nodes: strings(t.nodes) };
+      choice.targets = normalizeTargets({
+        clusters: strings(t.clusters), nodes: strings(t.nodes), routes: strings(t.routes), hosts: strings(t.hosts),
+      });
+    }
+    const rc = v.routeConfigurations;
+    if (rc && typeof rc === "object" && !Array.isArray(rc)) {
+      const entries = Object.entries(rc as Record<string, unknown>).filter((e): e is [string, string] => typeof e[1] === "string");
+      if (entries.length > 0) choice.routeConfigurations = Object.fromEntries(entries);
     }
     filters[name] = choice;
   }

@@ -7,6 +7,11 @@ export const DEFAULT_GROUP = "";
 export interface NodeKey {
   id: string;
   cluster: string;
+  /**
+   * The Envoy takes only ECDS from us (its own listeners; docs/ecds-only.md): it gets a snapshot
+   * of its own, in which a disabled filter is a native no-op. Absent: false.
+   */
+  ecdsOnly?: boolean;
 }
 
 /**
@@ -103,6 +108,9 @@ class GroupRejections implements RejectionView {
   }
 
   reject(typeUrl: string, name: string, version: string): void {
+    // A native no-op is valid wherever it is allowed: its NACK says that this Envoy's type_urls
+    // lack it, which is no verdict on the version for the group (docs/ecds-only.md).
+    if (this.cache.resourceAt(typeUrl, name, version)?.nativeNoop) return;
     this.of().reject(typeUrl, name, version);
   }
 

@@ -1,6 +1,6 @@
 import type { EventBus } from "../events/bus.ts";
 import type { EnvoyNode } from "./discovery-types.ts";
-import { EXTENSION_CONFIG, shortName } from "./type-urls.ts";
+import { EXTENSION_CONFIG, LISTENER, ROUTE, shortName } from "./type-urls.ts";
 
 export interface NackRecord {
   version: string;
@@ -35,6 +35,13 @@ export interface ClientStatus {
   types: Map<string, TypeStatus>;
   /** ECDS configs re-sent after Envoy NACKed a code-cache miss and then fetched the module. */
   cacheMissResends?: number;
+  /** Latched by ClientRegistry.usesOurRoutes once this stream's Envoy was seen taking our LDS or RDS. */
+  usesOurRoutes?: boolean;
+}
+
+/** Whether a stream subscribes to our listener or route config (so the RDS switch reaches its Envoy). */
+function takesRoutes(c: ClientStatus): boolean {
+  return c.usesOurRoutes === true || c.types.has(LISTENER) || c.types.has(ROUTE);
 }
 
 let isoAt = -1;
@@ -124,6 +131,20 @@ export class ClientRegistry {
     return (this.byPeer.get(peer) ?? []).some((c) => c.nodeId === node.id && c.nodeCluster === node.cluster);
   }
 
+  /**
+   * Whether `client`'s Envoy uses our listener or routes: one of its streams (on the same HTTP/2
+   * connection, as Envoy multiplexes them) subscribes to LDS or RDS. Otherwise it is ECDS-only
+   * (docs/ecds-only.md) and a disabled filter must reach it over ECDS. Latched per stream, so an
+   * LDS stream that reconnects after this one does not make it ECDS-only for a while.
+   */
+  usesOurRoutes(client: ClientStatus): boolean {
+    if (client.usesOurRoutes) return true;
+    const siblings = this.byPeer.get(client.peer) ?? [client];
+    if (!siblings.some((c) => c.nodeId === client.nodeId && c.nodeCluster === client.nodeCluster && takesRoutes(c))) return false;
+    client.usesOurRoutes = true;
+    return true;
+  }
+
   onNack(listener: NackListener): () => void {
     this.nackListeners.add(listener);
     return () => this.nackListeners.delete(listener);
@@ -170,6 +191,8 @@ export function describeClients(
     node: { id: streams[0]!.nodeId, cluster: streams[0]!.nodeCluster },
     streams: streams.map((c) => ({ id: c.streamId, peer: c.peer, connectedAt: c.connectedAt })),
     cacheMissResends: streams.reduce((n, c) => n + (c.cacheMissResends ?? 0), 0),
+    // Takes no listener or routes from us: a disabled filter reaches it as a native no-op (docs/ecds-only.md).
+    ecdsOnly: !streams.some(takesRoutes),
     // Per-type services open one stream per subscription (Envoy: one EDS stream per cluster);
     // the view keeps one per type, chosen by resource names, so the same stream is shown
     // whatever order the streams opened in (a restart or failover must compare like with like).

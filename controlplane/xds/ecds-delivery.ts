@@ -12,6 +12,20 @@ export const CACHE_MISS_GRACE_MS = 3000;
  */
 export const RESEND_AFTER_FETCH_MS = 100;
 
+/**
+ * The variant plus what the session knows of the Envoy's listeners. An ECDS-only Envoy's listeners
+ * are its own (docs/ecds-only.md): one may already be warm when a filter first arrives (the control
+ * plane was unreachable past initial_fetch_timeout), and a warm listener never fetches new code.
+ * Measured on 1.40: such an Envoy ACKed the filter and then ran without it. The cache-miss path on
+ * the first delivery is no cure: a NACK ends the warming of a listener that IS warming, which then
+ * answers 500 until the re-send. So the first delivery stays as for any Envoy, and an ACK of it that
+ * no module download follows (WARM_FETCH_CHECK_MS) is delivered again through the cache-miss path.
+ */
+export type EcdsVariant = DeliveryVariant & { listenersMayBeWarm?: boolean };
+
+/** How long after the ACK of a first delivery a download must have started (see EcdsVariant). */
+export const WARM_FETCH_CHECK_MS = 1000;
+
 /** What went out in one ECDS response, to judge its NACK. */
 export interface EcdsSent {
   names: string[];
@@ -23,7 +37,10 @@ export interface EcdsSent {
 }
 
 export interface EcdsCallbacks {
-  /** Send these ECDS resources again; `fetched` modules are now in Envoy's cache. */
+  /**
+   * Send these ECDS resources again; `fetched` modules are now in Envoy's cache (empty: a first
+   * delivery that found the listener warm goes again, through the cache-miss path; EcdsVariant).
+   */
   resend(names: string[], fetched: ReadonlySet<string>): void;
   /** The NACK stands: no download explains it. */
   reject(message: string): void;
@@ -58,24 +75,36 @@ export class EcdsDelivery {
   private readonly sentVariants = new Map<string, { sha256: string | undefined; nack: boolean; afterFetch: boolean }>();
   private pending: Pending | undefined;
   private deferred = false;
+  /** First deliveries to an Envoy whose listeners may be warm, until a download of them shows (EcdsVariant). */
+  private unproven: Map<string, { sha256: string; sentAt: number }> | undefined; // made on first use: memory per idle stream
+  private unprovenTimer: ReturnType<typeof setTimeout> | undefined;
   private stopWatching: (() => void) | undefined;
   resends = 0;
 
   constructor(
-    private readonly variant: (nackOnCacheMiss: boolean, afterFetch?: boolean) => DeliveryVariant,
+    private readonly variant: (nackOnCacheMiss: boolean, afterFetch?: boolean) => EcdsVariant,
     private readonly fetches: FetchTracker,
     private readonly callbacks: EcdsCallbacks,
     private readonly graceMs = CACHE_MISS_GRACE_MS,
   ) {}
 
   markWarm(names: Iterable<string>): void {
-    for (const n of names) this.warm.add(n);
+    let check = false;
+    for (const n of names) {
+      this.warm.add(n);
+      if (this.unproven?.has(n)) check = true;
+    }
+    if (check && !this.unprovenTimer) {
+      this.unprovenTimer = setTimeout(() => this.checkUnproven(), WARM_FETCH_CHECK_MS);
+      this.unprovenTimer.unref?.();
+    }
   }
 
   /** A filter dropped from the subscription is no longer warm; if it comes back it warms again. */
   forget(name: string): void {
     this.warm.delete(name);
     this.sentVariants.delete(name);
+    this.unproven?.delete(name);
   }
 
   get awaitingFetch(): boolean {
@@ -86,6 +115,7 @@ export class EcdsDelivery {
   render(resources: readonly EncodedResource[], fetched: ReadonlySet<string> = new Set()): { anys: AnyMessage[]; sent: EcdsSent } {
     this.watchFetches();
     const updateShas = new Set<string>();
+    const mayBeWarm = this.variant(false).listenersMayBeWarm === true;
     const anys = resources.map((r) => {
       const prior = this.sentVariants.get(r.name);
       let nack: boolean;
@@ -100,6 +130,7 @@ export class EcdsDelivery {
       } else {
         nack = this.warm.has(r.name);
         if (nack && r.moduleSha256) updateShas.add(r.moduleSha256);
+        if (!nack && mayBeWarm && r.moduleSha256) (this.unproven ??= new Map()).set(r.name, { sha256: r.moduleSha256, sentAt: Date.now() });
       }
       this.sentVariants.set(r.name, { sha256: r.moduleSha256, nack, afterFetch });
       return r.anyFor(this.variant(nack, afterFetch));
@@ -138,7 +169,35 @@ export class EcdsDelivery {
 
   close(): void {
     this.cancel();
+    if (this.unprovenTimer) clearTimeout(this.unprovenTimer);
     this.stopWatching?.();
+  }
+
+  /**
+   * An ACKed first delivery that no download followed: the listener was warm (or the module was
+   * cached, when delivering again through the cache-miss path costs one ACK). See EcdsVariant.
+   */
+  private checkUnproven(): void {
+    this.unprovenTimer = undefined;
+    if (this.pending) {
+      // A cache-miss exchange is running: look again once it is over.
+      this.unprovenTimer = setTimeout(() => this.checkUnproven(), WARM_FETCH_CHECK_MS);
+      this.unprovenTimer.unref?.();
+      return;
+    }
+    const node = this.variant(false).nodeId;
+    const missed: string[] = [];
+    for (const [name, u] of this.unproven ?? []) {
+      if (!this.warm.has(name)) continue; // not ACKed yet: its ACK checks again
+      this.unproven!.delete(name);
+      if (this.fetches.state(node, u.sha256, u.sentAt) !== "none") continue;
+      missed.push(name);
+      // Rendered again as an update of a warm filter: nack_on_code_cache_miss, Envoy downloads it.
+      this.sentVariants.delete(name);
+    }
+    if (missed.length === 0) return;
+    this.resends++;
+    this.callbacks.resend(missed, new Set());
   }
 
   /** Subscribes to this Envoy's module downloads once its node id is known. */

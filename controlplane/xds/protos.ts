@@ -20,6 +20,8 @@ const RESOURCE_PROTOS = [
   "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
   "envoy/extensions/filters/http/router/v3/router.proto",
   "envoy/extensions/filters/http/wasm/v3/wasm.proto",
+  // The native no-op a disabled filter becomes on an ECDS-only Envoy (resources.ts NATIVE_NOOP_FILTER_TYPE).
+  "envoy/extensions/filters/http/header_mutation/v3/header_mutation.proto",
   "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
   "envoy/extensions/transport_sockets/tls/v3/tls.proto",
   "envoy/service/discovery/v3/discovery.proto",

@@ -1,12 +1,21 @@
 import { effectiveFilters, type EffectiveFilter } from "../registry/effective.ts";
 import type { FilterRegistry } from "../registry/filter-registry.ts";
-import type { OperatorState } from "../state/operator-state.ts";
+import { targetsNodes, type OperatorState } from "../state/operator-state.ts";
 import { DEFAULT_GROUP, type NodeKey, type SnapshotCache } from "./cache.ts";
-import { resourceInputs, type NetworkInputs } from "./inputs.ts";
+import { resourceInputs, type NetworkInputs, type RoutesFeed } from "./inputs.ts";
 import { buildResources } from "./resources.ts";
 import { encodeSnapshot, type Snapshot } from "./snapshot.ts";
 
-/** Targeted filters a node runs; the group key is their sorted names ("" = none = default). */
+/**
+ * Prefix of the groups of ECDS-only Envoys (docs/ecds-only.md): they get snapshots of their own,
+ * in which a disabled filter is a native no-op. ":" is in no filter name.
+ */
+const ECDS_ONLY_PREFIX = "ecds-only:";
+
+/**
+ * Node-targeted filters a node runs; the group key is their sorted names ("" = none = default).
+ * Only clusters/nodes group Envoys: routes/hosts targets are RDS switches inside every group.
+ */
 function groupKey(targeted: readonly EffectiveFilter[], node: NodeKey): string {
   return targeted
     .filter((f) => f.targets!.clusters.includes(node.cluster) || f.targets!.nodes.includes(node.id))
@@ -32,9 +41,12 @@ export class SnapshotPublisher {
     private readonly state: OperatorState,
     private readonly cache: SnapshotCache,
     private readonly onPublished: (changedTypes: string[]) => void = () => undefined,
+    /** The routes file, when there is one (a change republishes: RDS/CDS/EDS only). */
+    private readonly routes?: RoutesFeed,
   ) {
     registry.onChange(() => this.publish());
     state.onChange(() => this.publish());
+    routes?.onChange(() => this.publish());
   }
 
   start(): void {
@@ -45,13 +57,17 @@ export class SnapshotPublisher {
   private publish(): void {
     if (!this.started) return;
     const filters = effectiveFilters(this.registry, this.state);
-    const targeted = filters.filter((f) => f.targets !== undefined);
+    const targeted = filters.filter((f) => targetsNodes(f.targets));
+    // Read once: every group's snapshot of this publish renders the same routes.
+    const net = this.routes ? { ...this.net, routes: this.routes.current() } : this.net;
     const build = (group: string, previous?: Snapshot): Snapshot => {
-      const names = new Set(group === DEFAULT_GROUP ? [] : group.split(","));
-      const chosen = filters.filter((f) => f.targets === undefined || names.has(f.name));
-      return encodeSnapshot(buildResources(resourceInputs(this.net, chosen)), previous);
+      const ecdsOnly = group.startsWith(ECDS_ONLY_PREFIX);
+      const key = ecdsOnly ? group.slice(ECDS_ONLY_PREFIX.length) : group;
+      const names = new Set(key === DEFAULT_GROUP ? [] : key.split(","));
+      const chosen = filters.filter((f) => !targetsNodes(f.targets) || names.has(f.name));
+      return encodeSnapshot(buildResources({ ...resourceInputs(net, chosen), ecdsOnly }), previous);
     };
-    this.cache.setPolicy({ groupOf: (node) => groupKey(targeted, node), build: (group) => build(group, this.cache.get()) });
+    this.cache.setPolicy({ groupOf: (node) => (node.ecdsOnly ? ECDS_ONLY_PREFIX : "") + groupKey(targeted, node), build: (group) => build(group, this.cache.get()) });
     const next = new Map<string, Snapshot>();
     for (const group of new Set([DEFAULT_GROUP, ...this.cache.groups()])) {
       next.set(group, build(group, this.cache.groups().includes(group) ? this.cache.get(group) : undefined));

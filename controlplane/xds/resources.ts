@@ -2,13 +2,17 @@ import { createHash } from "node:crypto";
 import net from "node:net";
 import { defaultCapabilities } from "../compile/capabilities.ts";
 import { DEFAULT_FAIL_POLICY } from "../registry/effective.ts";
+import { defaultRouteTable, type Route, type RouteTable, type VirtualHost } from "../routes/route-table.ts";
 import type { ResourceObject } from "./codec.ts";
+import { hcmDisabledNames, routeSlots, withRouteConfigurations } from "./route-configurations.ts";
 import { CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, TYPE_PREFIX } from "./type-urls.ts";
 
 /** Everything a snapshot's resources are derived from; nothing else may influence them. */
 export interface ResourceInputs {
   listener: { address: string; port: number };
   upstream: HostPort;
+  /** The routes file (CP_ROUTES_FILE); absent: one catch-all route to `upstream` (defaultRouteTable). */
+  routes?: RouteTable;
   moduleServer: HostPort;
   /**
    * More endpoints of the module cluster (CP_MODULE_PEERS: other replicas' module servers). The
@@ -25,6 +29,11 @@ export interface ResourceInputs {
    * send) carry it as initial_metadata, like the bootstrap's. Only authenticated Envoys get them.
    */
   xdsToken?: string;
+  /**
+   * For Envoys that keep their own listeners and take only our filters over ECDS (docs/ecds-only.md):
+   * they do not use our route, so a disabled filter is sent as NATIVE_NOOP_FILTER_TYPE instead.
+   */
+  ecdsOnly?: boolean;
 }
 
 export interface ModuleTls {
@@ -60,6 +69,11 @@ export interface FilterResourceSpec {
    * no new VM).
    */
   scope?: FilterScope;
+  /**
+   * Route name -> a plugin configuration for that route: an extra HCM filter slot per entry,
+   * sharing the filter's VM (route-configurations.ts). Absent: none.
+   */
+  routeConfigurations?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -86,6 +100,12 @@ export const ROUTE_NAME = "local_route";
 export const UPSTREAM_CLUSTER = "upstream";
 export const MODULE_CLUSTER = "wasm_modules";
 const WASM_FILTER_TYPE = `${TYPE_PREFIX}envoy.extensions.filters.http.wasm.v3.Wasm`;
+/**
+ * What a disabled filter is on an ECDS-only Envoy (docs/ecds-only.md): a native filter that does
+ * nothing (a HeaderMutation without mutations: no VM, no drain). Allowed only where the Envoy's
+ * config_discovery type_urls list it; elsewhere Envoy NACKs it and keeps the Wasm config.
+ */
+export const NATIVE_NOOP_FILTER_TYPE = `${TYPE_PREFIX}envoy.extensions.filters.http.header_mutation.v3.HeaderMutation`;
 /** The bootstrap's static cluster to the control plane (envoy-bootstrap/envoy.yaml). */
 export const XDS_CLUSTER = "xds_cluster";
 
@@ -153,20 +173,24 @@ export function isVariantResource(r: ResourceObject | VariantResource): r is Var
 
 export function buildResources(inputs: ResourceInputs): ResourceSet {
   const set: ResourceSet = new Map();
+  const table = inputs.routes ?? defaultRouteTable(inputs.upstream);
+  // Sorted by name: a reordered routes file renders the same resources.
   const upstreams = [
-    { name: UPSTREAM_CLUSTER, targets: [inputs.upstream] },
-    { name: MODULE_CLUSTER, targets: [inputs.moduleServer, ...(inputs.modulePeers ?? [])] },
+    ...[...table.upstreams].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .map((u) => ({ name: u.name, targets: u.endpoints, connectTimeoutMs: u.connectTimeoutMs })),
+    { name: MODULE_CLUSTER, targets: [inputs.moduleServer, ...(inputs.modulePeers ?? [])], connectTimeoutMs: 2000 },
   ];
-  const clusterOf = (name: string, targets: HostPort[]) => bySource((source) =>
-    cluster(name, targets, source, name === MODULE_CLUSTER ? inputs.moduleTls : undefined, inputs.xdsToken));
-  set.set(CLUSTER, new Map(upstreams.map(({ name, targets }) => [name, clusterOf(name, targets)])));
+  const clusterOf = (name: string, targets: readonly HostPort[], connectTimeoutMs: number) => bySource((source) =>
+    cluster(name, targets, source, name === MODULE_CLUSTER ? inputs.moduleTls : undefined, inputs.xdsToken, connectTimeoutMs));
+  set.set(CLUSTER, new Map(upstreams.map(({ name, targets, connectTimeoutMs }) => [name, clusterOf(name, targets, connectTimeoutMs)])));
   // An IP upstream's endpoints come over EDS (so they can change without a CDS update);
   // a DNS name is resolved by Envoy itself.
   set.set(ENDPOINT, new Map(upstreams.filter(({ targets }) => net.isIP(targets[0]!.host)).map(({ name, targets }) => [name, loadAssignment(name, targets)])));
   set.set(LISTENER, new Map([[LISTENER_NAME, bySource((source) => listener(inputs, source))]]));
-  set.set(ROUTE, byName([routeConfiguration(inputs.filters)]));
+  set.set(ROUTE, byName([routeConfiguration(table, inputs.filters)]));
   const replicated = (inputs.modulePeers?.length ?? 0) > 0;
-  set.set(EXTENSION_CONFIG, new Map(inputs.filters.map((f) => {
+  set.set(EXTENSION_CONFIG, new Map(inputs.filters.map((f): [string, ResourceObject | VariantResource] => {
+    if (inputs.ecdsOnly && !f.enabled) return [f.name, nativeNoop(f.name)];
     // Per filter, not per Envoy: a push renders this for every Envoy that runs the filter.
     const vm = vmIdentity(f);
     return [f.name, {
@@ -176,10 +200,50 @@ export function buildResources(inputs: ResourceInputs): ResourceSet {
       nodeText: nodeQueryValue,
     }];
   })));
+  addRouteConfigurations(set, inputs, replicated);
   return set;
 }
 
+/**
+ * Per-route configurations (route-configurations.ts): each slot's ECDS resource (the filter's,
+ * with the route's configuration and the filter's VM identity), and the RDS switches turning the
+ * slot on where the filter runs on its route. Applied to the rendered routes, whatever decided them.
+ */
+function addRouteConfigurations(set: ResourceSet, inputs: ResourceInputs, replicated: boolean): void {
+  if (!inputs.filters.some((f) => routeSlots(f).length > 0)) return;
+  const ecds = set.get(EXTENSION_CONFIG)!;
+  const https = inputs.moduleTls !== undefined;
+  for (const f of inputs.filters) {
+    const vm = vmIdentity(f);
+    for (const s of routeSlots(f)) {
+      const spec: FilterResourceSpec = { ...f, name: s.name, configuration: s.configuration };
+      ecds.set(s.name, {
+        canonical: extensionConfig(spec, vm, inputs.moduleServer, CANONICAL_VARIANT, https, replicated),
+        key: (v: DeliveryVariant) => `${v.nodeId}\n${v.nackOnCacheMiss}\n${v.afterFetch === true}`,
+        render: (v: DeliveryVariant) => extensionConfig(spec, vm, inputs.moduleServer, v, https, replicated),
+        nodeText: nodeQueryValue,
+      });
+    }
+  }
+  const listeners = [...(set.get(LISTENER)?.values() ?? [])].map((l) => (isVariantResource(l) ? l.canonical : l));
+  const hcmDisabled = new Set(listeners.flatMap((l) => [...hcmDisabledNames(l)]));
+  const routes = set.get(ROUTE) ?? new Map();
+  for (const [name, rc] of routes) {
+    if (!isVariantResource(rc)) routes.set(name, withRouteConfigurations(rc, inputs.filters, hcmDisabled));
+  }
+}
+
 const CANONICAL_VARIANT: DeliveryVariant = { nodeId: "", nackOnCacheMiss: true, source: "ads" };
+
+/** A disabled filter for an ECDS-only Envoy: same name, no module, no VM (NATIVE_NOOP_FILTER_TYPE). */
+function nativeNoop(name: string): ResourceObject {
+  return { name, typed_config: { "@type": NATIVE_NOOP_FILTER_TYPE, mutations: {} } };
+}
+
+/** Whether an ECDS resource is the native no-op (its NACK says "not in type_urls", not "bad version"). */
+export function isNativeNoop(resource: ResourceObject): boolean {
+  return (resource.typed_config as { "@type"?: unknown } | undefined)?.["@type"] === NATIVE_NOOP_FILTER_TYPE;
+}
 
 function bySource(make: (source: ConfigSourceKind) => ResourceObject): VariantResource {
   return { canonical: make("ads"), key: (v) => v.source, render: (v) => make(v.source) };
@@ -215,16 +279,19 @@ function loadAssignment(name: string, targets: readonly HostPort[]): ResourceObj
 
 function cluster(
   name: string, targets: readonly HostPort[], source: ConfigSourceKind, tls: ModuleTls | undefined, xdsToken: string | undefined,
+  connectTimeoutMs: number,
 ): ResourceObject {
+  const connect_timeout = duration(connectTimeoutMs);
   const c: ResourceObject = net.isIP(targets[0]!.host)
-    ? { name, type: "EDS", connect_timeout: { seconds: 2 }, eds_cluster_config: { eds_config: configSource(source, xdsToken) } }
+    ? { name, type: "EDS", connect_timeout, eds_cluster_config: { eds_config: configSource(source, xdsToken) } }
     // A name (the compose service, host.docker.internal) needs Envoy's resolver.
-    : { name, type: "STRICT_DNS", connect_timeout: { seconds: 2 }, load_assignment: loadAssignment(name, targets) };
+    : { name, type: "STRICT_DNS", connect_timeout, load_assignment: loadAssignment(name, targets) };
   if (tls) c.transport_socket = moduleTransportSocket(tls);
   // Several endpoints (replica module servers): a TCP check takes a dead one out within a second,
   // so a module download never waits on it (measured: without it, a fetch that picked the dead
-  // replica never reached a live one before the cache-miss grace ran out).
-  if (targets.length > 1) {
+  // replica never reached a live one before the cache-miss grace ran out). Only the module
+  // cluster: an operator's upstreams are not probed behind their backs (routes can retry).
+  if (name === MODULE_CLUSTER && targets.length > 1) {
     c.health_checks = [{
       timeout: { seconds: 1 }, interval: { seconds: 1 }, no_traffic_interval: { seconds: 1 },
       unhealthy_threshold: { value: 1 }, healthy_threshold: { value: 1 }, tcp_health_check: {},
@@ -265,6 +332,11 @@ function listener(inputs: ResourceInputs, source: ConfigSourceKind): ResourceObj
       type_urls: [WASM_FILTER_TYPE],
     },
   }));
+  // Each per-route configuration slot right after its filter, off unless a route turns it on
+  // (route-configurations.ts). httpFilters still has one entry per filter here.
+  for (let i = httpFilters.length - 1; i >= 0; i--) {
+    httpFilters.splice(i + 1, 0, ...routeSlots(inputs.filters[i]!).map((s) => ({ ...httpFilters[i]!, name: s.name, disabled: true })));
+  }
   httpFilters.push({
     name: "envoy.filters.http.router",
     typed_config: { "@type": `${TYPE_PREFIX}envoy.extensions.filters.http.router.v3.Router` },
@@ -286,19 +358,83 @@ function listener(inputs: ResourceInputs, source: ConfigSourceKind): ResourceObj
   };
 }
 
-function routeConfiguration(filters: readonly FilterResourceSpec[]): ResourceObject {
-  // Disabling is a route-level switch keyed by the HCM filter name: an RDS change, hitless.
-  const perFilter: Record<string, ResourceObject> = {};
-  for (const f of [...filters].sort((a, b) => a.name.localeCompare(b.name))) {
-    if (!f.enabled) perFilter[f.name] = { "@type": `${TYPE_PREFIX}envoy.config.route.v3.FilterConfig`, disabled: true };
+const FILTER_CONFIG_TYPE = `${TYPE_PREFIX}envoy.config.route.v3.FilterConfig`;
+
+/**
+ * The route table as Envoy's RouteConfiguration, with each filter switched off where it must
+ * not run. Switching is a route-level matter keyed by the HCM filter name (an RDS change,
+ * hitless): `FilterConfig{disabled: true}` on a virtual host or a route; Envoy takes the most
+ * specific one (route, then virtual host, then route configuration). Only `disabled` entries
+ * are ever written, so an operator's disable can never be undone by a scope:
+ *  - disabled by the operator (`enabled: false`): off on every virtual host;
+ *  - scoped, on a virtual host the scope names: nothing (on everywhere there);
+ *  - scoped, elsewhere: off on the virtual host when none of its routes is in scope, otherwise
+ *    off on each of its routes that is not.
+ */
+export function routeConfiguration(table: RouteTable, filters: readonly FilterResourceSpec[]): ResourceObject {
+  const sorted = [...filters].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const virtualHosts = table.virtualHosts.map((vh) => {
+    const offOnHost: string[] = [];
+    const offOnRoute = new Map<string, string[]>();
+    for (const f of sorted) {
+      if (!f.enabled) {
+        offOnHost.push(f.name);
+        continue;
+      }
+      if (!f.scope || hostInScope(vh, f.scope)) continue;
+      const inScope = vh.routes.filter((r) => f.scope!.routes.includes(r.name));
+      if (inScope.length === 0) {
+        offOnHost.push(f.name);
+        continue;
+      }
+      for (const r of vh.routes) {
+        if (!inScope.includes(r)) offOnRoute.set(r.name, [...(offOnRoute.get(r.name) ?? []), f.name]);
+      }
+    }
+    const routes = vh.routes.map((r) => routeEntry(r, offOnRoute.get(r.name) ?? []));
+    const vhost: ResourceObject = { name: vh.name, domains: [...vh.domains], routes };
+    if (offOnHost.length > 0) vhost.typed_per_filter_config = disabledFilters(offOnHost);
+    return vhost;
+  });
+  return { name: ROUTE_NAME, virtual_hosts: virtualHosts };
+}
+
+/** A virtual host is in scope by its name or by any of its domains (case-insensitive, as Envoy matches hosts). */
+function hostInScope(vh: VirtualHost, scope: FilterScope): boolean {
+  return scope.hosts.some((h) => h === vh.name || vh.domains.some((d) => d.toLowerCase() === h.toLowerCase()));
+}
+
+/** `names` are already sorted: the map's key order, and so the encoded bytes, are deterministic. */
+function disabledFilters(names: readonly string[]): ResourceObject {
+  return Object.fromEntries(names.map((n) => [n, { "@type": FILTER_CONFIG_TYPE, disabled: true }]));
+}
+
+function routeEntry(r: Route, off: readonly string[]): ResourceObject {
+  const match: ResourceObject = {};
+  if (r.match.prefix !== undefined) match.prefix = r.match.prefix;
+  if (r.match.path !== undefined) match.path = r.match.path;
+  if (r.match.regex !== undefined) match.safe_regex = { regex: r.match.regex };
+  if (r.match.headers && r.match.headers.length > 0) {
+    match.headers = r.match.headers.map((h) => {
+      if (h.present !== undefined) return { name: h.name, present_match: h.present };
+      const string_match = h.exact !== undefined ? { exact: h.exact }
+        : h.prefix !== undefined ? { prefix: h.prefix } : { safe_regex: { regex: h.regex! } };
+      return { name: h.name, string_match };
+    });
   }
-  const virtualHost: ResourceObject = {
-    name: "all",
-    domains: ["*"],
-    routes: [{ match: { prefix: "/" }, route: { cluster: UPSTREAM_CLUSTER } }],
-  };
-  if (Object.keys(perFilter).length > 0) virtualHost.typed_per_filter_config = perFilter;
-  return { name: ROUTE_NAME, virtual_hosts: [virtualHost] };
+  const action: ResourceObject = { cluster: r.upstream };
+  if (r.timeoutMs !== undefined) action.timeout = duration(r.timeoutMs);
+  if (r.retries) action.retry_policy = { retry_on: r.retries.retryOn, num_retries: { value: r.retries.numRetries } };
+  const entry: ResourceObject = { name: r.name, match, route: action };
+  if (off.length > 0) entry.typed_per_filter_config = disabledFilters(off);
+  return entry;
+}
+
+/** google.protobuf.Duration as the codec takes it (not the JSON "2s" form). */
+function duration(ms: number): ResourceObject {
+  const seconds = Math.floor(ms / 1000);
+  const nanos = (ms % 1000) * 1_000_000;
+  return nanos === 0 ? { seconds } : { seconds, nanos };
 }
 
 /** The granted capabilities (sorted, never empty) and the vm_id derived from them. */

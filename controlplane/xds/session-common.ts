@@ -2,7 +2,8 @@ import type { FetchTracker } from "../registry/fetch-tracker.ts";
 import type { ClientRegistry, ClientStatus, NackRecord, TypeStatus } from "./client-status.ts";
 import type { EnvoyNode } from "./discovery-types.ts";
 import type { RejectionView } from "./cache.ts";
-import type { ConfigSourceKind, DeliveryVariant } from "./resources.ts";
+import type { EcdsVariant } from "./ecds-delivery.ts";
+import { NATIVE_NOOP_FILTER_TYPE, type ConfigSourceKind } from "./resources.ts";
 import { changedTypes, type EncodedResource, type Snapshot } from "./snapshot.ts";
 import { shortName } from "./type-urls.ts";
 
@@ -56,11 +57,28 @@ export interface SessionDeps<Response> {
   cacheMissGraceMs?: number;
   /** The NACK policy of this stream's node group (the cache's); none in pure unit tests. */
   rejections?: RejectionView;
+  /** Whether this stream's Envoy takes only ECDS from us (docs/ecds-only.md); absent: no. */
+  ecdsOnly?: () => boolean;
 }
 
 export interface ResourceVersion {
   name: string;
   version: string;
+}
+
+/**
+ * Envoy's own words for a rejected native no-op ("filter config has type URL ...HeaderMutation but
+ * expect ...Wasm") do not say why it was sent: what to change, for the API and the log.
+ */
+function noopHint(current: ReadonlyMap<string, EncodedResource> | undefined, rejected: readonly ResourceVersion[]): string {
+  const names = rejected.filter((r) => {
+    const resource = current?.get(r.name);
+    return resource?.nativeNoop === true && resource.version === r.version;
+  }).map((r) => r.name);
+  if (names.length === 0) return "";
+  return ` (wasm-xds: ${names.join(", ")} ${names.length > 1 ? "are" : "is"} disabled, and this Envoy, which takes no listener` +
+    ` or routes from the control plane, gets a disabled filter as ${NATIVE_NOOP_FILTER_TYPE}: add that type to the filter's` +
+    " config_discovery type_urls (docs/ecds-only.md); until then the filter keeps running here)";
 }
 
 /** Node bookkeeping and request validation shared by both protocol variants. */
@@ -92,9 +110,10 @@ export abstract class SessionBase<Response> {
   }
 
   /** The rendering of variant resources for this stream's Envoy. */
-  protected variant(nackOnCacheMiss = false, afterFetch = false): DeliveryVariant {
-    const v: DeliveryVariant = { nodeId: this.client.nodeId, nackOnCacheMiss, source: this.deps.source };
+  protected variant(nackOnCacheMiss = false, afterFetch = false): EcdsVariant {
+    const v: EcdsVariant = { nodeId: this.client.nodeId, nackOnCacheMiss, source: this.deps.source };
     if (afterFetch) v.afterFetch = true;
+    if (this.deps.ecdsOnly?.()) v.listenersMayBeWarm = true;
     return v;
   }
 
@@ -124,7 +143,8 @@ export abstract class SessionBase<Response> {
    * A real rejection: recorded for the API, and the rejected resource versions are remembered
    * so that no other Envoy is handed them (see `pick`).
    */
-  protected recordNack(st: TypeStatus, version: string, nonce: string, message: string, rejected: readonly ResourceVersion[]): void {
+  protected recordNack(st: TypeStatus, version: string, nonce: string, envoyMessage: string, rejected: readonly ResourceVersion[]): void {
+    const message = envoyMessage + noopHint(this.deps.snapshot()?.types.get(st.typeUrl)?.resources, rejected);
     const nack: NackRecord = { version, nonce, message, at: new Date().toISOString(), resources: rejected.map((r) => r.name) };
     for (const r of rejected) this.deps.rejections?.reject(st.typeUrl, r.name, r.version);
     this.deps.registry.recordNack(this.client, st, nack);

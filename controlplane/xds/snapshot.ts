@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { toAny, type AnyMessage, type ResourceObject } from "./codec.ts";
 import { envoyRoot } from "./protos.ts";
-import { isVariantResource, type DeliveryVariant, type ResourceSet, type VariantResource } from "./resources.ts";
+import { isNativeNoop, isVariantResource, type DeliveryVariant, type ResourceSet, type VariantResource } from "./resources.ts";
 import { spliceTemplate, type SpliceTemplate } from "./splice.ts";
 
 export interface EncodedResource {
@@ -10,6 +10,8 @@ export interface EncodedResource {
   version: string;
   /** The sha256 of the Wasm module this resource names, if any. */
   moduleSha256?: string;
+  /** A disabled filter's native no-op for an ECDS-only Envoy (resources.ts isNativeNoop). */
+  nativeNoop?: boolean;
   /**
    * The bytes for one Envoy (spliced per node from one encoding, or memoised per variant);
    * `undefined` gives the canonical form.
@@ -45,7 +47,9 @@ export function encodeSnapshot(set: ResourceSet, previous?: Snapshot): Snapshot 
       const resource = resources.get(name)!;
       if (!isVariantResource(resource)) {
         const any = toAny(typeUrl, resource);
-        encoded.set(name, { name, version: shortHash(any.value), anyFor: () => any });
+        const entry: EncodedResource = { name, version: shortHash(any.value), anyFor: () => any };
+        if (isNativeNoop(resource)) entry.nativeNoop = true;
+        encoded.set(name, entry);
         continue;
       }
       const canonical = toAny(typeUrl, resource.canonical);

@@ -4,7 +4,7 @@ import type { FetchTracker } from "../registry/fetch-tracker.ts";
 import type { TlsMaterial } from "../tls.ts";
 import type { XdsAuth } from "./auth.ts";
 import type { NodeKey, SnapshotCache } from "./cache.ts";
-import type { ClientRegistry } from "./client-status.ts";
+import type { ClientRegistry, ClientStatus } from "./client-status.ts";
 import { DeltaSession } from "./delta-session.ts";
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse } from "./discovery-types.ts";
 import { discoveryLoaderOptions } from "./protos.ts";
@@ -115,7 +115,7 @@ class WakeQueue {
 }
 
 interface Session<Req> {
-  client: { nodeId: string; nodeCluster: string };
+  client: ClientStatus;
   handleRequest(req: Req): void;
   handleSnapshot(snapshot: NonNullable<ReturnType<SnapshotCache["get"]>>): void;
   close(): void;
@@ -138,6 +138,9 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
   });
   let nextStreamId = 1;
   const services = loadServices();
+  /** The cache's key for a stream's Envoy: who it is, and whether it takes only ECDS from us (docs/ecds-only.md). */
+  const nodeKey = (client: ClientStatus): NodeKey =>
+    ({ id: client.nodeId, cluster: client.nodeCluster, ecdsOnly: !opts.clients.usesOurRoutes(client) });
   const wakes = new WakeQueue(opts.wakeSliceMs ?? 10);
 
   function bind<Req, Res extends { type_url: string; nonce: string }>(
@@ -183,7 +186,7 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
       // Node-aware: each stream reads its own Envoy's snapshot and diffs it against what it saw.
       wake(): void {
         if (ended || !session.client.nodeId) return;
-        const snapshot = opts.cache.getFor({ id: session.client.nodeId, cluster: session.client.nodeCluster });
+        const snapshot = opts.cache.getFor(nodeKey(session.client));
         if (snapshot) session.handleSnapshot(snapshot);
       },
       finish(): void {
@@ -233,6 +236,9 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
     snapshot() {
       return opts.cache.getFor(node());
     },
+    ecdsOnly() {
+      return node().ecdsOnly === true;
+    },
     types,
     source,
   });
@@ -241,12 +247,14 @@ export function createXdsServer(opts: XdsServerOptions): grpc.Server {
     const impl: grpc.UntypedServiceImplementation = {
       [s.sotw]: (call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) =>
         bind(call, (id, peer, send, types) => {
-          const session: SotwSession = new SotwSession(id, peer, { ...deps(types, s.types.length > 1 ? "ads" : "grpc", () => ({ id: session.client.nodeId, cluster: session.client.nodeCluster })), send });
+          const source = s.types.length > 1 ? "ads" : "grpc";
+          const session: SotwSession = new SotwSession(id, peer, { ...deps(types, source, () => nodeKey(session.client)), send });
           return session;
         }, s.types, "sotw", encodeDiscoveryResponse),
       [s.delta]: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) =>
         bind(call, (id, peer, send, types) => {
-          const session: DeltaSession = new DeltaSession(id, peer, { ...deps(types, s.types.length > 1 ? "ads" : "delta_grpc", () => ({ id: session.client.nodeId, cluster: session.client.nodeCluster })), send });
+          const source = s.types.length > 1 ? "ads" : "delta_grpc";
+          const session: DeltaSession = new DeltaSession(id, peer, { ...deps(types, source, () => nodeKey(session.client)), send });
           return session;
         }, s.types, "delta", encodeDeltaDiscoveryResponse),
     };

@@ -24,6 +24,11 @@ import { waitFor } from "./wait.ts";
 
 export interface StartEnvoyOptions {
   bootstrap: BootstrapOpts;
+  /**
+   * A bootstrap of the caller's own (YAML text, e.g. envoy-bootstrap/envoy-ecds-only.yaml with its
+   * addresses set): written to <name>.yaml and run as is; `bootstrap` is then not rendered.
+   */
+  bootstrapYaml?: string;
   /** Directory for the rendered bootstrap, the log and the admin address file (created if missing). */
   workDir: string;
   /**
@@ -351,7 +356,9 @@ export async function startEnvoy(opts: StartEnvoyOptions): Promise<EnvoyProcess>
   const binary = envoyBinary();
   const name = opts.name ?? "envoy";
   fs.mkdirSync(opts.workDir, { recursive: true });
-  const bootstrapPath = writeBootstrap(opts.workDir, opts.bootstrap, `${name}.yaml`);
+  let bootstrapPath: string;
+  if (opts.bootstrapYaml === undefined) bootstrapPath = writeBootstrap(opts.workDir, opts.bootstrap, `${name}.yaml`);
+  else fs.writeFileSync((bootstrapPath = path.join(opts.workDir, `${name}.yaml`)), opts.bootstrapYaml);
   const logPath = path.join(opts.workDir, `${name}.log`);
   const adminAddressPath = path.join(opts.workDir, `${name}.admin`);
   fs.rmSync(adminAddressPath, { force: true });

@@ -23,6 +23,24 @@ export interface ClientView {
   replica?: string;
 }
 
+/** GET /api/routes (controlplane/http/routes/routes.ts). */
+export interface RoutesApiView {
+  file: string | null;
+  loadedAt: string;
+  error: { message: string; line: number | null; at: string } | null;
+  upstreams: { name: string; endpoints: string[]; discovery: "eds" | "dns"; connectTimeoutMs: number }[];
+  virtualHosts: {
+    name: string;
+    domains: string[];
+    routes: {
+      name: string;
+      upstream: string;
+      match: { prefix?: string; path?: string; regex?: string; headers?: { name: string }[] };
+      timeoutMs?: number;
+    }[];
+  }[];
+}
+
 export class ApiError extends Error {
   constructor(readonly status: number, message: string) {
     super(message);

@@ -2,10 +2,10 @@
 // timeline. Polls the API (fast while the event stream is down, slowly as a safety net while
 // it is live) and refreshes at once on any event.
 
-import { api, ApiError, getToken, setToken, type ClientView, type FilterView } from "./api.ts";
+import { api, ApiError, getToken, setToken, type ClientView, type FilterView, type RoutesApiView } from "./api.ts";
 import { byId } from "./dom.ts";
 import { addToTimeline, openEventStream, type StreamState } from "./timeline.ts";
-import { FiltersTable, renderEnvoys } from "./views.ts";
+import { FiltersTable, renderEnvoys, renderRoutes } from "./views.ts";
 
 const POLL_MS = 2_000;
 const POLL_WHILE_LIVE_MS = 15_000;
@@ -60,6 +60,12 @@ async function refresh(): Promise<void> {
     byId("filters-empty").hidden = filterList.length > 0;
     renderEnvoys(byId("envoys"), clients);
     byId("envoys-empty").hidden = clients.length > 0;
+    // Routes on their own: a control plane without GET /api/routes still shows the rest.
+    await api<RoutesApiView>("/api/routes")
+      .then((r) => renderRoutes(byId<HTMLTableElement>("routes").tBodies[0]!, byId("routes-source"), byId("routes-error"), r))
+      .catch((err: unknown) => {
+        if (err instanceof ApiError && err.status === 401) throw err;
+      });
     status(apiStatus, "ok", "connected");
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) {

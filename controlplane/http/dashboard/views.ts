@@ -1,7 +1,7 @@
 // Filters and Envoys, rendered from the admin API's JSON.
 
 import { PUSH_ORDER, shortName } from "../../xds/type-urls.ts";
-import type { ClientView, FilterView, TypeView } from "./api.ts";
+import type { ClientView, FilterView, RoutesApiView, TypeView } from "./api.ts";
 import { clock, fill, h, pill, short } from "./dom.ts";
 
 // asc: "in filters/x/index.ts(12,5)"; others "index.ts:12" or "index.ts:12:5"; cargo (Rust
@@ -65,7 +65,11 @@ function update(row: FilterRow, f: FilterView): void {
   row.tr.dataset.status = f.status;
   row.tr.dataset.enabled = String(f.enabled);
   if (row.toggle.dataset.pending === undefined) row.toggle.checked = f.enabled;
-  const targets = [...(f.targets?.clusters ?? []).map((c) => `cluster ${c}`), ...(f.targets?.nodes ?? []).map((n) => `node ${n}`)];
+  const targets = [
+    ...(f.targets?.clusters ?? []).map((c) => `cluster ${c}`), ...(f.targets?.nodes ?? []).map((n) => `node ${n}`),
+    ...(f.targets?.routes ?? []).map((r) => `route ${r}`), ...(f.targets?.hosts ?? []).map((v) => `host ${v}`),
+  ];
+  const routeConfigs = Object.keys(f.routeConfigurations ?? {});
   fill(row.cells.name,
     h("strong", {}, f.name),
     f.pinnedSha256 ? h("span", { class: "tag", title: `rolled back to ${f.pinnedSha256}` }, "pinned") : null,
@@ -76,7 +80,14 @@ function update(row: FilterRow, f: FilterView): void {
     (f.capabilities?.undeclaredImports.length ?? 0) > 0
       ? h("span", { class: "tag", title: `Envoy denies: ${f.capabilities!.undeclaredImports.map((u) => u.import + (u.group ? ` (declare "${u.group}")` : "")).join(", ")}` }, "undeclared capability")
       : null,
-    targets.length > 0 ? h("span", { class: "tag", title: targets.join(", ") }, `only ${targets.length} target${targets.length > 1 ? "s" : ""}`) : null,
+    targets.length > 0
+      ? h("span", { class: "tag", title: targets.join(", "), "data-testid": "targets" },
+        targets.length <= 2 ? `only ${targets.join(", ")}` : `only ${targets.length} targets`)
+      : null,
+    routeConfigs.length > 0
+      ? h("span", { class: "tag", title: `own configuration on route ${routeConfigs.join(", ")}`, "data-testid": "route-configurations" },
+        `${routeConfigs.length} route configuration${routeConfigs.length > 1 ? "s" : ""}`)
+      : null,
   );
   row.cells.status.replaceChildren(pill(f.status, f.status));
   row.cells.order.textContent = String(f.order);
@@ -91,6 +102,27 @@ function update(row: FilterRow, f: FilterView): void {
     const facts = [f.builtAt ? `built ${clock(f.builtAt)}` : "", f.buildMs !== undefined ? `in ${f.buildMs} ms` : "", f.size !== undefined ? `${(f.size / 1024).toFixed(1)} KiB` : ""];
     row.cells.build.replaceChildren(h("span", { class: "muted small" }, facts.filter(Boolean).join(" ") || "—"));
   }
+}
+
+/** One row per route: where it matches and where it goes; a refused edit of the file above it. */
+export function renderRoutes(tbody: HTMLTableSectionElement, source: HTMLElement, errorBox: HTMLElement, v: RoutesApiView): void {
+  source.textContent = v.file === null ? "no routes file: everything to CP_UPSTREAM" : `${v.file} · loaded ${clock(v.loadedAt)}`;
+  errorBox.hidden = v.error === null;
+  errorBox.textContent = v.error ? `Last edit refused (the routes below keep serving): ${v.error.message}` : "";
+  const endpoints = new Map(v.upstreams.map((u) => [u.name, `${u.endpoints.join(", ")}${u.discovery === "dns" ? " (DNS)" : ""}`]));
+  tbody.replaceChildren(...v.virtualHosts.flatMap((vh) => vh.routes.map((r, i) => {
+    const m = r.match;
+    const what = m.prefix !== undefined ? `prefix ${m.prefix}` : m.path !== undefined ? `path ${m.path}` : `regex ${m.regex ?? ""}`;
+    const headers = (m.headers ?? []).map((hd) => hd.name);
+    return h("tr", { "data-route": r.name, "data-vhost": vh.name },
+      h("td", {}, i === 0 ? h("strong", {}, vh.name) : ""),
+      h("td", { class: "small" }, i === 0 ? vh.domains.join(", ") : ""),
+      h("td", {}, r.name),
+      h("td", {}, h("code", {}, what), headers.length > 0 ? h("span", { class: "muted small" }, ` + headers ${headers.join(", ")}`) : ""),
+      h("td", { "data-testid": "upstream" }, r.upstream),
+      h("td", { class: "small muted" }, endpoints.get(r.upstream) ?? ""),
+    );
+  })));
 }
 
 /** ACKed, NACKed (the version sent was rejected), pending or waiting (nothing sent yet). */

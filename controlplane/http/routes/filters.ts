@@ -2,12 +2,14 @@ import { createHash } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { moduleCapabilities, parseCapabilityList } from "../../compile/capabilities.ts";
 import { ROOT_ID_RULE, ROOT_ID_SOURCE } from "../../compile/manifest.ts";
-import { preflightGate } from "../../compile/preflight-gate.ts";
+import { preflightGate, refusal } from "../../compile/preflight-gate.ts";
 import { formatBytes, validateModule } from "../../compile/validate.ts";
 import { effectiveFilters, type EffectiveFilter } from "../../registry/effective.ts";
-import type { FilterChoice } from "../../state/operator-state.ts";
+import { normalizeTargets, TARGET_KINDS, targetsNodes, targetsRoutes, type FilterChoice } from "../../state/operator-state.ts";
 import { StoreWriteError } from "../../store/durable-file.ts";
-import { EXTENSION_CONFIG } from "../../xds/type-urls.ts";
+import type { ClientStatus } from "../../xds/client-status.ts";
+import { decodeResource, knownRoutes, placementOf, type KnownRoutes, type Placement } from "../../xds/filter-placement.ts";
+import { EXTENSION_CONFIG, LISTENER, ROUTE } from "../../xds/type-urls.ts";
 import type { AdminDeps } from "../admin-deps.ts";
 import type { FilterView } from "../api-view.ts";
 
@@ -16,6 +18,10 @@ const SHA_PATTERN = "^[0-9a-f]{64}$";
 /** Largest prebuilt module accepted by upload unless CP_MAX_MODULE_BYTES says otherwise. */
 export const MAX_MODULE_BYTES = 8 * 1024 * 1024;
 const FAIL_POLICY_ENUM = ["open", "closed", "reload"] as const;
+/** The routes file's route name rule (controlplane/routes/routes-file.ts). */
+const ROUTE_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$";
+/** Per-route configurations a filter may have: each is one more HCM filter slot in every listener. */
+export const MAX_ROUTE_CONFIGURATIONS = 16;
 
 const nameParams = {
   type: "object",
@@ -46,7 +52,19 @@ const filterSchema = {
         undeclaredImports: { type: "array", items: { type: "object", properties: { import: { type: "string" }, group: { type: "string" } }, required: ["import"] } },
       },
     },
-    targets: { type: ["object", "null"], properties: { clusters: { type: "array", items: { type: "string" } }, nodes: { type: "array", items: { type: "string" } } } },
+    targets: {
+      type: ["object", "null"],
+      description: "clusters/nodes: which Envoys; routes/hosts: where in their route table (null: everywhere)",
+      properties: Object.fromEntries(TARGET_KINDS.map((k) => [k, { type: "array", items: { type: "string" } }])),
+    },
+    targetsFrom: {
+      type: "string", enum: ["operator", "manifest"], description: "who chose the targets (filter.json's until an operator PUTs)",
+    },
+    routeConfigurations: {
+      type: "object", additionalProperties: { type: "string" },
+      description: "route name -> the plugin configuration the filter runs with on that route " +
+        "(PUT /api/filters/{name}/routes/{route}/configuration)",
+    },
     pinnedSha256: { type: ["string", "null"] },
     health: {
       type: "object",
@@ -67,7 +85,32 @@ const detailSchema = {
   properties: {
     ...filterSchema.properties,
     history: { type: "array", items: { type: "object", properties: { sha256: { type: "string" }, builtAt: { type: "string" }, size: { type: "integer" }, source: { type: "string" }, current: { type: "boolean" } } } },
-    envoys: { type: "array", items: { type: "object", properties: { node: { type: "string" }, cluster: { type: "string" }, sha256: { type: ["string", "null"] } } } },
+    envoys: {
+      type: "array",
+      items: {
+        type: "object",
+        properties: {
+          node: { type: "string" }, cluster: { type: "string" }, sha256: { type: ["string", "null"] },
+          inChain: { type: "boolean", description: "the filter is in this Envoy's HTTP filter chain (node targeting)" },
+          routes: {
+            type: ["array", "null"],
+            description: "the routes it runs on, from the listener and routes this Envoy ACKed (empty: nowhere; null: not known)",
+            items: {
+              type: "object",
+              properties: {
+                routeConfig: { type: "string" }, host: { type: "string" }, route: { type: "string" },
+                configuration: { type: "string", enum: ["filter", "route"], description: "route: with the route's own configuration" },
+              },
+            },
+          },
+        },
+      },
+    },
+    unknownTargets: {
+      type: "object",
+      description: "targeted routes/hosts (and per-route configurations) the current routes do not have: they run nowhere",
+      properties: { routes: { type: "array", items: { type: "string" } }, hosts: { type: "array", items: { type: "string" } } },
+    },
   },
 } as const;
 const MODULE_BODY = {
@@ -90,6 +133,8 @@ export function filterView(f: EffectiveFilter): FilterView {
     targets: f.targets ?? null,
     pinnedSha256: f.pinnedSha256 ?? null,
   };
+  if (f.targetsFrom !== undefined) out.targetsFrom = f.targetsFrom;
+  if (f.routeConfigurations !== undefined) out.routeConfigurations = { ...f.routeConfigurations };
   if (f.error !== undefined) out.error = f.error;
   if (f.builtAt !== undefined) out.builtAt = f.builtAt;
   if (f.buildMs !== undefined) out.buildMs = f.buildMs;
@@ -125,6 +170,35 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
   // started with the configuration Envoy would get (compile/preflight-gate.ts). Refused: a 400
   // with the module's reason, nothing saved, nothing pushed.
   const gate = preflightGate(deps.registry, deps.state);
+
+  // The route table Envoys are served now (the default group's RDS; every group has the same
+  // routes). Undefined before the first publish: targets are then checked for shape only.
+  const currentRoutes = (): KnownRoutes | undefined => {
+    const rds = deps.snapshot()?.types.get(ROUTE);
+    return rds ? knownRoutes([...rds.resources.values()].map(decodeResource)) : undefined;
+  };
+  // Names the current routes do not have, as the reason of a 400 (with the known ones). A target
+  // whose route vanishes later is kept: it runs nowhere, and the detail lists it in unknownTargets.
+  const unknownPlaces = (routes: readonly string[], hosts: readonly string[]): string | undefined => {
+    const known = currentRoutes();
+    if (!known) return undefined;
+    const badRoutes = routes.filter((r) => !known.routes.has(r));
+    const badHosts = hosts.filter((h) => !known.hasHost(h));
+    if (badRoutes.length === 0 && badHosts.length === 0) return undefined;
+    const list = (what: string, names: string[]): string[] =>
+      (names.length > 0 ? [`unknown ${what} ${names.map((n) => JSON.stringify(n)).join(", ")}`] : []);
+    return `${[...list("route", badRoutes), ...list("host", badHosts)].join("; ")} (${known.describe()})`;
+  };
+  // Where a filter runs on one Envoy, from the listener and routes it ACKed; routes null if those
+  // versions are no longer in the cache's history.
+  const ackedPlacement = (c: ClientStatus, name: string): Placement | { inChain: boolean; routes: null } => {
+    const acked = (typeUrl: string) => Object.entries(c.types.get(typeUrl)?.ackedResources ?? {})
+      .map(([n, v]) => deps.resourceAt(typeUrl, n, v));
+    const listeners = acked(LISTENER);
+    const routeConfigs = acked(ROUTE);
+    if (listeners.length === 0 || listeners.includes(undefined) || routeConfigs.includes(undefined)) return { inChain: true, routes: null };
+    return placementOf(name, listeners.map((l) => decodeResource(l!)), routeConfigs.map((r) => decodeResource(r!)));
+  };
   const gatedChange = async (name: string, reply: FastifyReply, choice: FilterChoice, what: Record<string, unknown>) => {
     if (!deps.registry.get(name)) return notFound(reply, name);
     const outcome = await gate.change(name, choice, () => change(name, reply, choice, what));
@@ -146,9 +220,17 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
     const envoys = deps.clients.list().flatMap((c) => {
       const acked = c.types.get(EXTENSION_CONFIG)?.ackedResources?.[f.name];
       if (acked === undefined) return [];
-      return [{ node: c.nodeId, cluster: c.nodeCluster, sha256: deps.resourceAt(EXTENSION_CONFIG, f.name, acked)?.moduleSha256 ?? null }];
+      const sha256 = deps.resourceAt(EXTENSION_CONFIG, f.name, acked)?.moduleSha256 ?? null;
+      return [{ node: c.nodeId, cluster: c.nodeCluster, sha256, ...ackedPlacement(c, f.name) }];
     });
-    return { ...view(f), history: history.reverse(), envoys };
+    const known = currentRoutes();
+    const unknownTargets = {
+      routes: known
+        ? [...new Set([...(f.targets?.routes ?? []), ...Object.keys(f.routeConfigurations ?? {})])].filter((r) => !known.routes.has(r))
+        : [],
+      hosts: known ? (f.targets?.hosts ?? []).filter((h) => !known.hasHost(h)) : [],
+    };
+    return { ...view(f), history: history.reverse(), envoys, unknownTargets };
   });
 
   for (const action of ["enable", "disable"] as const) {
@@ -195,21 +277,93 @@ export async function filterRoutes(app: FastifyInstance, deps: AdminDeps): Promi
   }, async (req, reply) => change(req.params.name, reply, { failPolicy: req.body.failPolicy }, { failPolicy: req.body.failPolicy }));
 
   const idList = { type: "array", maxItems: 256, items: { type: "string", minLength: 1, maxLength: 253 } } as const;
-  app.put<{ Params: { name: string }; Body: { clusters?: string[]; nodes?: string[] } }>("/api/filters/:name/targets", {
+  app.put<{ Params: { name: string }; Body: Partial<Record<(typeof TARGET_KINDS)[number], string[]>> }>("/api/filters/:name/targets", {
     schema: {
-      summary: "Run the filter only on Envoys with these node clusters or ids (both empty: everywhere)", tags: ["filters"], params: nameParams,
-      body: { type: "object", additionalProperties: false, properties: { clusters: idList, nodes: idList } },
+      summary: "Run the filter only on Envoys with these node clusters or ids (a listener change for them), and only on these routes " +
+        "and virtual hosts (by name or domain; an RDS update only, no drain, no new VM). All empty: everywhere. " +
+        "400 names unknown routes/hosts.",
+      tags: ["filters"], params: nameParams,
+      body: { type: "object", additionalProperties: false, properties: Object.fromEntries(TARGET_KINDS.map((k) => [k, idList])) },
       response: responses(filterSchema),
     },
   }, async (req, reply) => {
-    const targets = { clusters: [...new Set(req.body.clusters ?? [])].sort(), nodes: [...new Set(req.body.nodes ?? [])].sort() };
-    const all = targets.clusters.length === 0 && targets.nodes.length === 0;
-    return change(req.params.name, reply, { targets: all ? undefined : targets }, { targets: all ? null : targets });
+    const targets = normalizeTargets(req.body);
+    const unknown = unknownPlaces(targets.routes, targets.hosts);
+    if (unknown) return reply.code(400).send({ error: `${req.params.name}: targets not changed: ${unknown}` });
+    // All empty is stored as an explicit "everywhere": it wins over filter.json's targets (DELETE goes back to those).
+    const all = !targetsNodes(targets) && !targetsRoutes(targets);
+    return change(req.params.name, reply, { targets }, { targets: all ? null : targets });
   });
 
   app.delete<{ Params: { name: string } }>("/api/filters/:name/targets", {
-    schema: { summary: "Run the filter on every Envoy", tags: ["filters"], params: nameParams, response: responses(filterSchema) },
+    schema: {
+      summary: "Drop the operator's targets: back to filter.json's, else everywhere", tags: ["filters"], params: nameParams,
+      response: responses(filterSchema),
+    },
   }, async (req, reply) => change(req.params.name, reply, { targets: undefined }, { targets: null }));
+
+  const routeParams = {
+    type: "object", required: ["name", "route"],
+    properties: {
+      ...nameParams.properties,
+      route: { type: "string", pattern: ROUTE_NAME_PATTERN, description: "a route name from the routes file" },
+    },
+  } as const;
+  app.put<{ Params: { name: string; route: string }; Body: { configuration: string } }>("/api/filters/:name/routes/:route/configuration", {
+    schema: {
+      summary: "Run the filter with another plugin configuration on one route: a second filter slot sharing the filter's VM (adding one " +
+        "changes the listener, a drain; changing it is ECDS only); 400 if the route is unknown or the module refuses it (pre-flight)",
+      tags: ["filters"], params: routeParams,
+      body: {
+        type: "object", required: ["configuration"], additionalProperties: false,
+        properties: { configuration: { type: "string", maxLength: 65536 } },
+      },
+      response: responses(filterSchema),
+    },
+  }, async (req, reply) => {
+    const { name, route } = req.params;
+    const entry = deps.registry.get(name);
+    if (!entry) return notFound(reply, name);
+    const unknown = unknownPlaces([route], []);
+    if (unknown) return reply.code(400).send({ error: `${name}: route configuration not set: ${unknown}` });
+    const current = { ...(deps.state.choice(name).routeConfigurations ?? {}) };
+    if (!(route in current) && Object.keys(current).length >= MAX_ROUTE_CONFIGURATIONS) {
+      return reply.code(400).send({
+        error: `${name}: at most ${MAX_ROUTE_CONFIGURATIONS} per-route configurations per filter (each is a filter slot in every listener)`,
+      });
+    }
+    current[route] = req.body.configuration;
+    // Started first with this configuration, as Envoy would start the slot (the filter's module and root id).
+    const refused = await gate.exclusive(name, async () => {
+      const f = find(name);
+      if (!f?.sha256 || !f.rootId) return undefined;
+      const wasm = await deps.registry.readModule(f.sha256);
+      if (!wasm) return `${name}: module ${f.sha256} is not retained any more: nothing changed`;
+      const plugin = { sha256: f.sha256, rootId: f.rootId, configuration: req.body.configuration };
+      const verdict = await gate.check(wasm, plugin);
+      return verdict.ok ? undefined : refusal(name, plugin, verdict.error);
+    });
+    if (refused) {
+      req.log.warn({ filter: name, route, error: refused }, "route configuration refused by the pre-flight");
+      return reply.code(400).send({ error: refused });
+    }
+    return change(name, reply, { routeConfigurations: current }, { route, routeConfiguration: req.body.configuration });
+  });
+
+  app.delete<{ Params: { name: string; route: string } }>("/api/filters/:name/routes/:route/configuration", {
+    schema: {
+      summary: "Drop a route's own configuration: the filter's applies there again (its slot leaves the listener: a drain)",
+      tags: ["filters"], params: routeParams, response: responses(filterSchema),
+    },
+  }, async (req, reply) => {
+    const { name, route } = req.params;
+    if (!deps.registry.get(name)) return notFound(reply, name);
+    const current = { ...(deps.state.choice(name).routeConfigurations ?? {}) };
+    if (!(route in current)) return reply.code(404).send({ error: `${name} has no configuration for route ${JSON.stringify(route)}` });
+    delete current[route];
+    const left = Object.keys(current).length > 0 ? current : undefined;
+    return change(name, reply, { routeConfigurations: left }, { route, routeConfiguration: null });
+  });
 
   app.post<{ Params: { name: string }; Body: { sha256: string } }>("/api/filters/:name/rollback", {
     schema: {

@@ -37,7 +37,7 @@ describe("parseManifest", () => {
   });
 
   test("rejects unknown keys, naming the allowed ones", () => {
-    assert.equal(errorOf(`{"ordr": 1}`), `filter.json: unknown key "ordr" (allowed: order, enabled, configuration, rootId, capabilities, failPolicy)`);
+    assert.equal(errorOf(`{"ordr": 1}`), `filter.json: unknown key "ordr" (allowed: order, enabled, configuration, rootId, capabilities, failPolicy, build, targets)`);
     assert.match(errorOf(`{"toString": 1}`), /unknown key "toString"/);
   });
 

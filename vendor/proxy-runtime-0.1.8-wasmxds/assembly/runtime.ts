@@ -1052,11 +1052,19 @@ export function ensureContext(context_id: u32, root_context_id: u32): void {
 export function getBaseContext(context_id: u32): BaseContext {
   return context_map.get(context_id) as BaseContext;
 }
+// wasm-xds: `context_map.get(id) as Context` leaked a reference on every call: asc 0.14 retains
+// the result of the downcast but never releases the value Map#get returned (see the .wat: a
+// __retain after __instanceof, no __release). So no stream context was ever freed (about 50
+// bytes a request, for good) and the root context's count, raised on every stream, would
+// overflow its 28 bits after 2^28 streams (asc's overflow assert then exits the VM). Held in a
+// local first, the value is released when the function returns.
 export function getContext(context_id: u32): Context {
-  return context_map.get(context_id) as Context;
+  const context = context_map.get(context_id);
+  return context as Context;
 }
 export function getRootContext(context_id: u32): RootContext {
-  return context_map.get(context_id) as RootContext;
+  const context = context_map.get(context_id);
+  return context as RootContext;
 }
 
 export function deleteContext(context_id: u32): void {

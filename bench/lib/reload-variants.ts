@@ -1,0 +1,106 @@
+/**
+ * Build placements compared under load by `npm run bench:reload`: each variant is its own control
+ * plane process and Envoy (--concurrency 1) on one filters folder, all up at once and measured in
+ * turn, so variants share the machine's conditions (other sessions' work included):
+ *   baseline     compile in the control plane's worker thread (the default), nothing pinned
+ *   pinned       Envoy pinned (taskset) to the first CPU, CP_BUILD_CPUS = the others
+ *   idle         compile in a SCHED_IDLE process (chrt -i 0), nothing pinned
+ *   pinned-idle  both
+ *   nice10       CP_BUILD_NICE=10, which now lowers the whole compile process
+ *   envoy-pinned Envoy pinned, compile unplaced (is pinning Envoy alone enough?)
+ *   pinned-path  as pinned, and the rest of the request path (this load generator, the upstream)
+ *                on Envoy's CPU during its runs: otherwise, with the build taking the other CPU,
+ *                the scheduler crowds them onto Envoy's
+ * Pinning needs >= 2 CPUs; on one CPU the pinned variants are left out (and say so).
+ */
+import { execFileSync } from "node:child_process";
+import path from "node:path";
+import { allowedCpus, formatCpuList } from "../../controlplane/compile/placement.ts";
+import { writeBootstrap } from "../../test/support/bootstrap.ts";
+import { allocatePorts, startControlPlane } from "../../test/support/controlplane.ts";
+import { waitFor } from "../../test/support/wait.ts";
+import type { Cleanup } from "./cleanup.ts";
+import { spawnEnvoy } from "./envoy-process.ts";
+import { singleFilterDir } from "./filters.ts";
+import type { ProductStack } from "./stacks.ts";
+
+export const VARIANTS = ["baseline", "pinned", "idle", "pinned-idle", "nice10", "envoy-pinned", "pinned-path"] as const;
+export type VariantName = (typeof VARIANTS)[number];
+export const DEFAULT_VARIANTS: VariantName[] = ["baseline", "pinned", "idle", "pinned-idle"];
+
+export interface Variant {
+  name: VariantName;
+  /** What it does, for the report. */
+  description: string;
+  /** CP_* (and the internal build placement) variables of its control plane. */
+  env: Record<string, string>;
+  /** CPUs Envoy is pinned to (taskset -a -p), if any. */
+  envoyCpus?: string;
+  /** Pin the load generator and the upstream to envoyCpus too, during this variant's runs. */
+  pinPath?: boolean;
+}
+
+/** Envoy on the first CPU this process may use, builds on the rest; undefined below 2 CPUs. */
+export function benchPlacement(): { envoyCpus: string; buildCpus: string; all: string } | undefined {
+  const cpus = allowedCpus() ?? [];
+  if (cpus.length < 2) return undefined;
+  return { envoyCpus: String(cpus[0]), buildCpus: formatCpuList(cpus.slice(1)), all: formatCpuList(cpus) };
+}
+
+/** Pins every thread of process `pid` (taskset -a -p: threads started later inherit it). */
+export function pinProcess(pid: number, cpus: string): void {
+  execFileSync("taskset", ["-a", "-p", "-c", cpus, String(pid)], { stdio: "ignore" });
+}
+
+/** The variants asked for, on this machine: Envoy on the first CPU we may use, builds on the rest. */
+export function variantsFor(names: VariantName[]): { variants: Variant[]; skipped: string[] } {
+  const cpus = allowedCpus() ?? [];
+  const placement = benchPlacement();
+  const canPin = placement !== undefined;
+  const envoyCpus = placement?.envoyCpus;
+  const buildCpus = placement?.buildCpus;
+  const variants: Variant[] = [];
+  const skipped: string[] = [];
+  for (const name of names) {
+    const pins = name === "pinned" || name === "pinned-idle" || name === "envoy-pinned" || name === "pinned-path";
+    if (pins && !canPin) {
+      skipped.push(`${name} (needs >= 2 CPUs, this process may use ${formatCpuList(cpus) || "?"})`);
+      continue;
+    }
+    const env: Record<string, string> = {};
+    if (name === "idle" || name === "pinned-idle") env.WASM_XDS_BUILD_SCHED = "idle";
+    if (name === "pinned" || name === "pinned-idle" || name === "pinned-path") env.CP_BUILD_CPUS = buildCpus!;
+    if (name === "nice10") env.CP_BUILD_NICE = "10";
+    const description = {
+      baseline: "compile in the control plane's worker thread, nothing pinned (the default)",
+      pinned: `Envoy on CPU ${envoyCpus}, CP_BUILD_CPUS=${buildCpus} (compile in its own process there)`,
+      idle: "compile in its own process under SCHED_IDLE, nothing pinned",
+      "pinned-idle": `Envoy on CPU ${envoyCpus}, CP_BUILD_CPUS=${buildCpus}, SCHED_IDLE`,
+      nice10: "CP_BUILD_NICE=10: compile in its own process at nice 10, nothing pinned",
+      "envoy-pinned": `Envoy on CPU ${envoyCpus}, compile in the worker thread, unpinned`,
+      "pinned-path": `Envoy, the load generator and the upstream on CPU ${envoyCpus}, CP_BUILD_CPUS=${buildCpus}`,
+    }[name];
+    variants.push({ name, description, env, ...(pins ? { envoyCpus: envoyCpus! } : {}), ...(name === "pinned-path" ? { pinPath: true } : {}) });
+  }
+  return { variants, skipped };
+}
+
+/** Control plane + Envoy for one variant, add-header built and served (the reload scenarios' target). */
+export async function startVariant(v: Variant, upstreamPort: number, workDir: string, cleanup: Cleanup): Promise<ProductStack> {
+  const filtersDir = singleFilterDir(path.join(workDir, `filters-${v.name}`));
+  const ports = await allocatePorts();
+  const cp = await startControlPlane({
+    ports, filtersDir, stateFile: path.join(workDir, `${v.name}-state.json`), upstreamPort, workDir, name: `${v.name}-controlplane`, env: v.env,
+  });
+  cleanup.add(`${v.name} control plane`, () => cp.kill("SIGTERM"));
+  await waitFor(async () => (await cp.filter("add-header"))?.status === "ok", {
+    what: `${v.name}: add-header built`, timeoutMs: 120_000, intervalMs: 100, details: () => cp.tail(),
+  });
+  const nodeId = `bench-${v.name}`;
+  const configPath = writeBootstrap(workDir, { xdsPort: ports.xds, nodeId }, `${v.name}-envoy.yaml`);
+  const envoy = await spawnEnvoy({ name: `${v.name}-envoy`, configPath, workDir, concurrency: 1 });
+  cleanup.add(`${v.name} envoy`, () => envoy.stop());
+  // Every thread Envoy has (workers, dispatcher, file flush...); ones started later inherit it.
+  if (v.envoyCpus !== undefined) pinProcess(envoy.pid, v.envoyCpus);
+  return { cp, ports, envoy, nodeId, filtersDir, url: `http://127.0.0.1:${ports.listener}/headers` };
+}
