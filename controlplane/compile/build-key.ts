@@ -113,7 +113,7 @@ async function hashFile(hash: ReturnType<typeof createHash>, root: string, file:
 }
 
 /** Bump when the meaning of a Rust filter's key changes. */
-const RUST_KEY_VERSION = "wasm-xds rust build key 1";
+const RUST_KEY_VERSION = "wasm-xds rust build key 2 (unused callbacks unexported)";
 
 // Environment that changes what cargo builds; anything else it reads (CARGO_HOME, proxies) only
 // changes where crates come from, and Cargo.lock pins their checksums.

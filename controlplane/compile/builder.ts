@@ -2,13 +2,14 @@
 // known, compiled, validated against Envoy's host functions, content-hashed.
 
 import { createHash } from "node:crypto";
-import { readFile, realpath, stat } from "node:fs/promises";
+import { readdir, readFile, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { buildKey, rustBuildKey } from "./build-key.ts";
 import { CARGO_MANIFEST, cargoBuild, cargoTargetDir, defaultCargoTargetRoot, type CargoBuildOptions } from "./cargo-build.ts";
 import { compileFilter, type CompileOptions, type CompileOutcome } from "./compiler.ts";
 import { FILTER_NAME_RULE, isValidFilterName, isValidRootId, readManifest, ROOT_ID_RULE, rootIdsFromSource, type Manifest } from "./manifest.ts";
 import { validateModule, type ValidationResult } from "./validate.ts";
+import { removeExports, RUST_TRIMMABLE_CALLBACKS, unusedCallbacks } from "./trim-exports.ts";
 import { isInside } from "./watcher.ts";
 
 export type BuildResult =
@@ -194,15 +195,48 @@ async function buildRust(root: string, name: string, opts: BuildOptions, fail: F
   const targetDir = await cargoTargetDir(opts.cargoTargetDir ?? defaultCargoTargetRoot(), dir);
   const compiled = await (opts.cargo ?? cargoBuild)(dir, { targetDir, baseDir: path.dirname(root) });
   if (!compiled.ok) return fail(compiled.error, manifest);
-  const validation = (opts.validate ?? validateModule)(compiled.wasm);
+  // Like an AssemblyScript build (trim-exports.ts): Envoy skips a callback the module does not
+  // export, so the ones the filter never overrides cost no call into the VM per request.
+  let wasm = compiled.wasm;
+  if (manifest.build?.trimExports !== false) {
+    try {
+      wasm = removeExports(wasm, unusedCallbacks(await rustSources(root, dir), RUST_TRIMMABLE_CALLBACKS));
+    } catch (err) {
+      return fail(`trimming the module's unused exports: ${(err as Error).message}`, manifest);
+    }
+  }
+  const validation = (opts.validate ?? validateModule)(wasm);
   if (!validation.ok) return fail(validation.error, manifest);
   const result: BuildResult = {
-    ok: true, name, wasm: compiled.wasm, sha256: createHash("sha256").update(compiled.wasm).digest("hex"),
+    ok: true, name, wasm, sha256: createHash("sha256").update(wasm).digest("hex"),
     rootId, manifest, buildMs: elapsed(), warnings: compiled.warnings, cached: false,
   };
   // Inputs edited during the build: the bytes are not keyed (the watcher has a rebuild owed).
   if (key !== undefined && key === (await rustBuildKey(root, name))) result.buildKey = key;
   return result;
+}
+
+/**
+ * The Rust the filter is made of, as far as trimming needs it: every .rs file of its folder and
+ * of the filters folder's `.*` folders (where a shared path dependency lives, as the build key
+ * assumes), without cargo's `target/`. A file read twice or an unrelated one only keeps exports.
+ */
+async function rustSources(root: string, dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (folder: string, depth: number): Promise<void> => {
+    if (depth > 8) return;
+    const entries = await readdir(folder, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      const p = path.join(folder, e.name);
+      if (e.isDirectory() && e.name !== "target") await walk(p, depth + 1);
+      else if (e.isFile() && e.name.endsWith(".rs")) out.push(await readFile(p, "utf8"));
+    }
+  };
+  await walk(dir, 0);
+  for (const e of await readdir(root, { withFileTypes: true }).catch(() => [])) {
+    if (e.isDirectory() && e.name.startsWith(".")) await walk(path.join(root, e.name), 1);
+  }
+  return out;
 }
 
 async function isFile(file: string): Promise<boolean> {

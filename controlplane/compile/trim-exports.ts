@@ -40,13 +40,38 @@ export const TRIMMABLE_CALLBACKS: Readonly<Record<string, readonly string[]>> = 
   proxy_on_grpc_close: ["on_grpc_close"],
 };
 
+/**
+ * The same for a Rust filter on the `proxy-wasm` crate, whose dispatcher exports every callback
+ * and runs the trait's default method for the ones a filter does not override (Continue, true
+ * from on_done): the trait method names (Context, RootContext, HttpContext). gRPC callbacks are
+ * kept whenever the filter names gRPC at all (unary responses and stream events share them).
+ */
+export const RUST_TRIMMABLE_CALLBACKS: Readonly<Record<string, readonly string[]>> = {
+  proxy_on_request_headers: ["on_http_request_headers"],
+  proxy_on_request_body: ["on_http_request_body"],
+  proxy_on_request_trailers: ["on_http_request_trailers"],
+  proxy_on_response_headers: ["on_http_response_headers"],
+  proxy_on_response_body: ["on_http_response_body"],
+  proxy_on_response_trailers: ["on_http_response_trailers"],
+  proxy_on_log: ["on_log"],
+  proxy_on_done: ["on_done"],
+  proxy_on_tick: ["on_tick", "set_tick_period"],
+  proxy_on_queue_ready: ["on_queue_ready"],
+  proxy_on_foreign_function: ["on_foreign_function"],
+  proxy_on_http_call_response: ["on_http_call_response", "dispatch_http_call"],
+  proxy_on_grpc_receive_initial_metadata: ["\\w*grpc\\w*"],
+  proxy_on_grpc_receive_trailing_metadata: ["\\w*grpc\\w*"],
+  proxy_on_grpc_receive: ["\\w*grpc\\w*"],
+  proxy_on_grpc_close: ["\\w*grpc\\w*"],
+};
+
 /** The trimmable exports none of `sources` uses (the export's own name counts as a use). */
-export function unusedCallbacks(sources: readonly string[]): string[] {
+export function unusedCallbacks(sources: readonly string[], callbacks = TRIMMABLE_CALLBACKS): string[] {
   const mentions = (word: string) => {
     const re = new RegExp(`\\b${word}\\b`);
     return sources.some((s) => re.test(s));
   };
-  return Object.entries(TRIMMABLE_CALLBACKS)
+  return Object.entries(callbacks)
     .filter(([name, uses]) => !mentions(name) && !uses.some(mentions))
     .map(([name]) => name);
 }

@@ -2,7 +2,8 @@
 // implement, and the export section rewrite, on hand-assembled modules.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { removeExports, TRIMMABLE_CALLBACKS, unusedCallbacks } from "../../../controlplane/compile/trim-exports.ts";
+import fs from "node:fs";
+import { removeExports, RUST_TRIMMABLE_CALLBACKS, TRIMMABLE_CALLBACKS, unusedCallbacks } from "../../../controlplane/compile/trim-exports.ts";
 import { wasmModule } from "./wasm-fixture.ts";
 
 const exportsOf = (bytes: Uint8Array): string[] =>
@@ -25,6 +26,17 @@ describe("unusedCallbacks", () => {
     const unused = unusedCallbacks(["class A extends Context {}", library]);
     assert.ok(!unused.includes("proxy_on_response_body"));
     assert.ok(unused.includes("proxy_on_request_body"));
+  });
+
+  test("Rust (proxy-wasm crate): hello-rust keeps its two header hooks; gRPC and HTTP calls keep theirs", () => {
+    const src = fs.readFileSync(new URL("../../../filters/hello-rust/src/lib.rs", import.meta.url), "utf8");
+    const unused = unusedCallbacks([src], RUST_TRIMMABLE_CALLBACKS);
+    assert.deepEqual(Object.keys(RUST_TRIMMABLE_CALLBACKS).filter((c) => !unused.includes(c)),
+      ["proxy_on_request_headers", "proxy_on_response_headers"]);
+    const calls = unusedCallbacks(["self.dispatch_grpc_call(..); self.dispatch_http_call(..);"], RUST_TRIMMABLE_CALLBACKS);
+    for (const kept of ["proxy_on_grpc_receive", "proxy_on_grpc_close", "proxy_on_http_call_response"]) {
+      assert.ok(!calls.includes(kept), kept);
+    }
   });
 
   test("httpCall keeps the call-response callback and onDone (which answers pending calls)", () => {
