@@ -142,7 +142,11 @@ describe("TLS: xDS over mTLS and modules over HTTPS through a real Envoy", { tim
       // certificate: also an ssl.connection_error; a rejected one: the server hangs up after
       // Envoy's side finished). Two means Envoy retried and was refused again.
       const failed = (await e.stat("cluster.xds_cluster.upstream_cx_connect_fail")) ?? 0;
-      return failed >= 2;
+      // With TLS 1.3 a client finishes its side of the handshake before the server has checked
+      // its certificate, so a rejected Envoy can show connected_state 1 for the moment until the
+      // server's alert arrives (seen once in CI): read it between attempts, not during one. That
+      // nothing ever reached the control plane is what the checks below assert.
+      return failed >= 2 && (await e.stat("control_plane.connected_state")) === 0;
     }, {
       what: `Envoy ${cases[i]!.name}'s connections to the control plane to fail twice`,
       timeoutMs: 30_000,
@@ -151,7 +155,6 @@ describe("TLS: xDS over mTLS and modules over HTTPS through a real Envoy", { tim
     })));
     for (const [i, e] of started.entries()) {
       const name = cases[i]!.name;
-      assert.equal(await e.stat("control_plane.connected_state"), 0, `${name}: not connected`);
       assert.equal(await e.stat("cluster.xds_cluster.ssl.handshake") ?? 0, 0, `${name}: no handshake completed`);
       // (It may still go LIVE once its initial fetches time out, with nothing configured.)
       assert.deepEqual((await e.configDump("dynamic_active_clusters")).configs, [], `${name}: never got a configuration`);
