@@ -15,9 +15,10 @@ const ECDS_ONLY_PREFIX = "ecds-only:";
 /**
  * Node-targeted filters a node runs; the group key is their sorted names ("" = none = default).
  * Only clusters/nodes group Envoys: routes/hosts targets are RDS switches inside every group.
+ * ECDS-only Envoys get groups of their own, prefixed.
  */
 function groupKey(targeted: readonly EffectiveFilter[], node: NodeKey): string {
-  return targeted
+  return (node.ecdsOnly ? ECDS_ONLY_PREFIX : "") + targeted
     .filter((f) => f.targets!.clusters.includes(node.cluster) || f.targets!.nodes.includes(node.id))
     .map((f) => f.name)
     .sort()
@@ -67,7 +68,7 @@ export class SnapshotPublisher {
       const chosen = filters.filter((f) => !targetsNodes(f.targets) || names.has(f.name));
       return encodeSnapshot(buildResources({ ...resourceInputs(net, chosen), ecdsOnly }), previous);
     };
-    this.cache.setPolicy({ groupOf: (node) => (node.ecdsOnly ? ECDS_ONLY_PREFIX : "") + groupKey(targeted, node), build: (group) => build(group, this.cache.get()) });
+    this.cache.setPolicy({ groupOf: (node) => groupKey(targeted, node), build: (group) => build(group, this.cache.get()) });
     const next = new Map<string, Snapshot>();
     for (const group of new Set([DEFAULT_GROUP, ...this.cache.groups()])) {
       next.set(group, build(group, this.cache.groups().includes(group) ? this.cache.get(group) : undefined));
