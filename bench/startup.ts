@@ -20,6 +20,7 @@ import { startEnvoy, type EnvoyProcess } from "../test/support/envoy.ts";
 import { httpRequest } from "../test/support/http.ts";
 import { makeWorkDir, repoPath } from "../test/support/paths.ts";
 import { waitFor } from "../test/support/wait.ts";
+import { CONTROLPLANE_NODE_FLAGS } from "../controlplane/node-flags.ts";
 
 const { values } = parseArgs({ options: {
   filters: { type: "string", default: "30" },
@@ -55,7 +56,7 @@ function spawnControlPlane(v: Variant, ports: ControlPlanePorts, filtersDir: str
   const fd = fs.openSync(logPath, "a");
   // What `npm run cp` runs in that copy: its launcher when it has one, else main.ts through tsx.
   const launcher = path.join(v.root, "scripts", "run-controlplane.mjs");
-  const args = fs.existsSync(launcher) ? [launcher] : ["--import", "tsx", path.join(v.root, "controlplane", "main.ts")];
+  const args = fs.existsSync(launcher) ? [...CONTROLPLANE_NODE_FLAGS, launcher] : ["--import", "tsx", path.join(v.root, "controlplane", "main.ts")];
   const child = spawn(process.execPath, args, {
     cwd: v.root, stdio: ["ignore", fd, fd],
     env: {

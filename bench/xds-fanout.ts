@@ -22,6 +22,7 @@ import * as grpc from "@grpc/grpc-js";
 import { sharedNow, type ChangeReply, type ConvergedReply, type ReadyMessage, type RssReply, type ServerCommand, type ServerMessage } from "./support/fanout-protocol.ts";
 import { openChannel, SimEnvoy, type Variant } from "./support/sim-envoy.ts";
 import { runPeerBench, wantsPeer } from "./xds-peer.ts";
+import { CONTROLPLANE_NODE_FLAGS } from "../controlplane/node-flags.ts";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -98,7 +99,7 @@ interface ServerHandle {
 async function startServer(): Promise<ServerHandle> {
   const child = fork(path.join(REPO, "bench", "support", "fanout-server.ts"), ["--log", serverLog], {
     cwd: REPO,
-    execArgv: ["--expose-gc", "--import", "tsx", ...(values["server-cpu-prof"] ? ["--cpu-prof", "--cpu-prof-dir", values["server-cpu-prof"]] : [])],
+    execArgv: ["--expose-gc", ...CONTROLPLANE_NODE_FLAGS, "--import", "tsx", ...(values["server-cpu-prof"] ? ["--cpu-prof", "--cpu-prof-dir", values["server-cpu-prof"]] : [])],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   servers.add(child);

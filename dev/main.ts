@@ -19,6 +19,7 @@ import { envoyLevel, paint, pinoFormatter, prefixed } from "./logs.ts";
 import { parseDevOptions, PORTS, usage, type DevOptions } from "./options.ts";
 import { envoyBinary, repoPath, repoRoot } from "./paths.ts";
 import { busyPorts, describeBusy } from "./ports.ts";
+import { CONTROLPLANE_NODE_FLAGS } from "../controlplane/node-flags.ts";
 
 const HOST = "127.0.0.1";
 const colorize = process.stdout.isTTY === true && !process.env.NO_COLOR;
@@ -191,7 +192,7 @@ async function main(): Promise<number> {
     cp = await spawnChild({
       name: "control plane",
       command: process.execPath,
-      args: [repoPath("scripts", "run-controlplane.mjs")], // what `npm run cp` runs
+      args: [...CONTROLPLANE_NODE_FLAGS, repoPath("scripts", "run-controlplane.mjs")], // what `npm run cp` runs
       cwd: repoRoot,
       env: controlPlaneEnv(options, echo.port, xdsToken),
       onLine: (line) => {

@@ -2,7 +2,14 @@
 //   node --expose-gc --import tsx bench/support/fanout-server.ts [--log silent|info]
 // Real SnapshotCache, ClientRegistry, FetchTracker and ADS gRPC server on 127.0.0.1; synthetic
 // filters (fake sha256s, nobody fetches modules). Driven over IPC (see fanout-protocol.ts).
+// Where a change's time goes (environment; the numbers then include the profiler's cost):
+//   FANOUT_PROFILE_DIR=<dir>      a V8 CPU profile per change window (FANOUT_PROFILE_US: interval, 500)
+//   FANOUT_PROFILE_KIND=heap      an allocation-sampling profile instead
+//   FANOUT_THREAD_CPU=1           per-thread CPU between changes and V8 heap spaces, on stderr
+// bench/xds-peer.ts passes BENCH_OURS_NODE_OPTIONS to this process's Node (e.g. --trace-gc).
 import fs from "node:fs";
+import inspector from "node:inspector";
+import v8 from "node:v8";
 import { parseArgs } from "node:util";
 import type * as grpc from "@grpc/grpc-js";
 import pino from "pino";
@@ -77,10 +84,77 @@ function memory(id: number): RssReply {
     gc();
   }
   const m = process.memoryUsage();
+  if (process.env.FANOUT_THREAD_CPU === "1") {
+    const hs = v8.getHeapSpaceStatistics().map((x) => `${x.space_name}=${(x.space_used_size / 1e6).toFixed(1)}/${(x.physical_space_size / 1e6).toFixed(1)}`);
+    process.stderr.write(`memory MB: rss ${(m.rss / 1e6).toFixed(1)} heapUsed ${(m.heapUsed / 1e6).toFixed(1)} heapTotal ${(m.heapTotal / 1e6).toFixed(1)} external ${(m.external / 1e6).toFixed(1)} ${hs.join(" ")}\n`);
+  }
   return { id, rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, gcAvailable: !!gc, streams: clients.list().length };
 }
 
+// FANOUT_PROFILE_DIR: a CPU profile per change window (from its publish to the next command),
+// so a profile shows the fan-out alone, not start-up and stream set-up.
+const profileDir = process.env.FANOUT_PROFILE_DIR;
+const profiler = profileDir ? new inspector.Session() : undefined;
+let profiling = 0;
+profiler?.connect();
+const post = (method: string, params?: object): Promise<unknown> =>
+  new Promise((resolve, reject) => profiler!.post(method, params, (err, r) => (err ? reject(err) : resolve(r))));
+async function stopProfile(): Promise<void> {
+  if (!profiler || profiling === 0) return;
+  const heap = process.env.FANOUT_PROFILE_KIND === "heap";
+  const { profile } = (await post(heap ? "HeapProfiler.stopSampling" : "Profiler.stop")) as { profile: object };
+  fs.mkdirSync(profileDir!, { recursive: true });
+  const ext = heap ? "heapprofile" : "cpuprofile";
+  fs.writeFileSync(`${profileDir}/change-${profiling}-${process.pid}.${ext}`, JSON.stringify(profile));
+  profiling = 0;
+}
+async function startProfile(): Promise<void> {
+  if (!profiler) return;
+  await stopProfile();
+  if (process.env.FANOUT_PROFILE_KIND === "heap") {
+    // Allocation sampling (FANOUT_PROFILE_KIND=heap): every object kept or not, 1 sample per 4 KiB.
+    await post("HeapProfiler.enable");
+    await post("HeapProfiler.startSampling", { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  } else {
+    await post("Profiler.enable");
+    await post("Profiler.setSamplingInterval", { interval: Number(process.env.FANOUT_PROFILE_US ?? 500) });
+    await post("Profiler.start");
+  }
+  profiling = generation + 1;
+}
+
+// FANOUT_THREAD_CPU=1: per-thread CPU (ms) between change commands on stderr: which thread pays.
+function threadCpu(): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of fs.readdirSync("/proc/self/task")) {
+    try {
+      const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out.set(`${tid}:${name}`, ((Number(f[11]) + Number(f[12])) * 1000) / 100);
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+let lastThreadCpu: Map<string, number> | undefined;
+let lastProcessCpu = process.cpuUsage();
+function reportThreadCpu(): void {
+  if (process.env.FANOUT_THREAD_CPU !== "1") return;
+  const now = threadCpu();
+  const pc = process.cpuUsage(lastProcessCpu);
+  lastProcessCpu = process.cpuUsage();
+  process.stderr.write(`process cpu ms: ${Math.round((pc.user + pc.system) / 1000)}\n`);
+  if (lastThreadCpu) {
+    const parts = [...now].map(([k, v]) => [k, v - (lastThreadCpu!.get(k) ?? 0)] as const).filter(([, d]) => d > 0);
+    process.stderr.write(`thread cpu ms since last change: ${parts.map(([k, d]) => `${k}=${d}`).join(" ")}\n`);
+  }
+  lastThreadCpu = now;
+}
+
 function change(id: number): ChangeReply {
+  reportThreadCpu();
   generation++;
   const t0 = sharedNow();
   const snapshot = build();
@@ -110,15 +184,18 @@ process.on("message", (raw) => {
   const m = raw as ServerCommand;
   switch (m.cmd) {
     case "rss":
+      reportThreadCpu();
+      void stopProfile();
       reply(memory(m.id));
       break;
     case "change":
-      reply(change(m.id));
+      void startProfile().then(() => reply(change(m.id)));
       break;
     case "converged":
       converged(m.id, m.version, m.expected, m.timeoutMs);
       break;
     case "exit":
+      void stopProfile();
       server.forceShutdown();
       reply({ id: m.id, ok: true });
       setTimeout(() => process.exit(0), 50);

@@ -10,6 +10,7 @@ import { CHANGING_FILTER } from "./fanout-resources.ts";
 import { ourAckKeys } from "./peer-resources.ts";
 import { Rpc } from "./rpc.ts";
 import type { Variant } from "./sim-envoy.ts";
+import { CONTROLPLANE_NODE_FLAGS } from "../../controlplane/node-flags.ts";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const START_TIMEOUT_MS = 60_000;
@@ -74,7 +75,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 /** Our server: the controlplane/xds SnapshotCache + xDS server, as bench:xds runs it. */
 export async function startOurs(): Promise<BenchServer> {
   const child = fork(path.join(HERE, "fanout-server.ts"), ["--log", "silent"], {
-    execArgv: ["--expose-gc", "--import", "tsx"],
+    // BENCH_OURS_NODE_OPTIONS: extra Node flags for a profile (e.g. "--cpu-prof --cpu-prof-dir=tmp/prof").
+    execArgv: ["--expose-gc", ...CONTROLPLANE_NODE_FLAGS, "--import", "tsx", ...(process.env.BENCH_OURS_NODE_OPTIONS ?? "").split(" ").filter(Boolean)],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   const rpc = new Rpc<ServerCommand, Exclude<ServerMessage, ReadyMessage>>("our server", (c) => child.send(c));
@@ -99,7 +101,7 @@ export async function startOurs(): Promise<BenchServer> {
     port: r.port,
     filters: r.filters,
     expectedKey: (k) => ourAckKeys(k, CHANGING_FILTER),
-    describe: `controlplane/xds/${r.serverModule} in Node ${process.version} (own process, --expose-gc, logger silent)`,
+    describe: `controlplane/xds/${r.serverModule} in Node ${process.version} (own process, --expose-gc ${CONTROLPLANE_NODE_FLAGS.join(" ")} as npm run cp, logger silent)`,
     async change() {
       const c = await rpc.call<ChangeReply>({ cmd: "change" }, RPC_TIMEOUT_MS);
       return { publishedAt: c.publishedAt, fanoutMs: c.fanoutMs, key: { sotw: c.ecdsVersion, delta: `${c.filter}@${c.resourceVersion}` } };

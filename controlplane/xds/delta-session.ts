@@ -132,7 +132,10 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
       }
     }
     const snapshot = this.deps.snapshot();
-    if (snapshot) this.respond(sub, snapshot);
+    // A plain ACK of a snapshot this stream already reacted to needs no diff: `known` took what
+    // was sent when it was sent, so nothing can differ (a fan-out diffed every stream twice).
+    const plainAck = answered !== undefined && !req.error_detail && !fresh && subscribe.length === 0 && unsubscribe.length === 0;
+    if (snapshot && !(plainAck && snapshot === this.seen)) this.respond(sub, snapshot);
   }
 
   /** Pushes what a new snapshot changed for this Envoy, in push order (clusters first). */

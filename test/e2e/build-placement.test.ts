@@ -15,6 +15,7 @@ import { startEnvoy, type EnvoyProcess } from "../support/envoy.ts";
 import { httpGet } from "../support/http.ts";
 import { makeWorkDir, repoPath } from "../support/paths.ts";
 import { waitFor } from "../support/wait.ts";
+import { CONTROLPLANE_NODE_FLAGS } from "../../controlplane/node-flags.ts";
 
 const allowed = allowedCpus();
 // The last CPU: on a machine with more than one, a set the control plane's own differs from.
@@ -124,7 +125,7 @@ describe("builds placed on CPUs (CP_BUILD_CPUS) through a real Envoy", { timeout
 
 describe("CP_BUILD_CPUS this machine cannot honour", { timeout: 60_000, skip }, () => {
   it("stops the control plane at start-up with a one-line reason", () => {
-    const r = spawnSync(process.execPath, [repoPath("scripts", "run-controlplane.mjs")], {
+    const r = spawnSync(process.execPath, [...CONTROLPLANE_NODE_FLAGS, repoPath("scripts", "run-controlplane.mjs")], {
       env: { ...process.env, CP_BUILD_CPUS: "4095" }, encoding: "utf8", timeout: 50_000,
     });
     assert.equal(r.status, 2, r.stderr);

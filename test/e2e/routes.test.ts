@@ -14,6 +14,7 @@ import { httpGet, httpRequest } from "../support/http.ts";
 import { makeWorkDir, repoPath } from "../support/paths.ts";
 import { startStack, type Stack } from "../support/stack.ts";
 import { waitFor } from "../support/wait.ts";
+import { CONTROLPLANE_NODE_FLAGS } from "../../controlplane/node-flags.ts";
 
 /** A loopback upstream that answers every request with its own name. */
 interface Named {
@@ -240,7 +241,7 @@ virtual_hosts:
     fs.mkdirSync(path.join(dir, "filters"));
     const ports = await allocatePorts();
     // `npm run cp` as a process: it must exit on its own, with the reason (no last good routes to serve).
-    const child = spawn(process.execPath, [repoPath("scripts", "run-controlplane.mjs")], {
+    const child = spawn(process.execPath, [...CONTROLPLANE_NODE_FLAGS, repoPath("scripts", "run-controlplane.mjs")], {
       cwd: repoPath(),
       env: {
         ...process.env, CP_ROUTES_FILE: bad, CP_FILTERS_DIR: path.join(dir, "filters"), CP_STATE_FILE: path.join(dir, "state.json"),

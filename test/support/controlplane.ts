@@ -35,6 +35,7 @@ export interface ControlPlaneOptions {
 }
 
 import type { FilterView } from "../../controlplane/http/api-view.ts";
+import { CONTROLPLANE_NODE_FLAGS } from "../../controlplane/node-flags.ts";
 export type { FilterView };
 
 export interface ControlPlaneProcess {
@@ -88,7 +89,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ...opts.env,
   };
   // What `npm run cp` runs: the bundled sources (scripts/run-controlplane.mjs).
-  const child = spawn(process.execPath, [repoPath("scripts", "run-controlplane.mjs")], {
+  const child = spawn(process.execPath, [...CONTROLPLANE_NODE_FLAGS, repoPath("scripts", "run-controlplane.mjs")], {
     cwd: repoPath(),
     env,
     stdio: ["ignore", logFd, logFd],
