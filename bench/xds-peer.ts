@@ -350,7 +350,7 @@ export async function runPeerBench(args: string[]): Promise<number> {
     `${started.toISOString()}; ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"}); `
       + `load avg ${loadBefore.map((x) => x.toFixed(2)).join(" ")} before, `
       + `${loadAfter.map((x) => x.toFixed(2)).join(" ")} after (a shared machine: the numbers are noisy)`,
-    `source: ${opts.label ?? source}; measured ${started.toISOString()} to ${new Date().toISOString()}`,
+    `source: ${opts.label ? `${opts.label}, ` : ""}${source}; measured ${started.toISOString()} to ${new Date().toISOString()}`,
     `        ${sourceStates(measurements)}${gitState() === source ? "" : `; at the end: ${gitState()}`}`,
     `ours: ${ctx.describe.ours ?? "?"}`,
     `go:   ${ctx.describe.go ?? "?"}`,
