@@ -127,7 +127,7 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
         answered.names.forEach((n, i) => (acked[n] = answered.versions[i]!));
         sub.status.ackedResources = acked;
         this.deps.registry.acked(this.client, typeUrl, answered.version);
-        this.recordAck(typeUrl, answered.names.map((name, i) => ({ name, version: answered.versions[i]! })));
+        this.recordAck(typeUrl, answered.names, answered.versions);
         if (typeUrl === EXTENSION_CONFIG) this.ecds.markWarm(answered.names);
       }
     }
@@ -168,13 +168,24 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
     this.recordNack(sub.status, answered.version, nonce, message, answered.names.map((name, i) => ({ name, version: answered.versions[i]! })));
   }
 
-  private diff(sub: DeltaSubscription, snapshot: Snapshot, force: ReadonlySet<string> = new Set()): { updates: EncodedResource[]; removed: string[] } {
-    const current = snapshot.types.get(sub.status.typeUrl);
-    const all = current ? [...current.resources.values()] : [];
-    const wanted = this.pick(sub.status.typeUrl, sub.wildcard ? all : all.filter((r) => sub.names.has(r.name)));
-    const updates = wanted.filter((r) => force.has(r.name) || sub.known.get(r.name) !== r.version);
-    const removed = [...sub.known.keys()].filter((n) => !current?.resources.has(n) && (sub.wildcard || sub.names.has(n))).sort();
-    return { updates, removed };
+  // Loops, not array chains: every stream diffs on every change (a fan-out's allocations are GC).
+  private diff(sub: DeltaSubscription, snapshot: Snapshot, force?: ReadonlySet<string>): { updates: EncodedResource[]; removed: string[] } {
+    const typeUrl = sub.status.typeUrl;
+    const current = snapshot.types.get(typeUrl)?.resources;
+    const updates: EncodedResource[] = [];
+    if (current) {
+      for (const resource of current.values()) {
+        if (!sub.wildcard && !sub.names.has(resource.name)) continue;
+        const r = this.pickOne(typeUrl, resource);
+        if (force?.has(r.name) || sub.known.get(r.name) !== r.version) updates.push(r);
+      }
+    }
+    let removed: string[] | undefined;
+    for (const n of sub.known.keys()) {
+      if (current?.has(n) || !(sub.wildcard || sub.names.has(n))) continue;
+      (removed ??= []).push(n);
+    }
+    return { updates, removed: removed?.sort() ?? [] };
   }
 
   /** Sends what this Envoy lacks; returns whether anything was sent. */
@@ -212,7 +223,8 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
     if (sub.outstanding.size > MAX_OUTSTANDING) sub.outstanding.delete(sub.outstanding.keys().next().value!);
     sub.status.sentVersion = version;
     sub.status.sentNonce = nonce;
-    this.deps.registry.pushed(this.client, typeUrl, version, nonce, [...outstanding.names, ...removed.map((n) => `-${n}`)]);
+    const named = removed.length === 0 ? outstanding.names : [...outstanding.names, ...removed.map((n) => `-${n}`)];
+    this.deps.registry.pushed(this.client, typeUrl, version, nonce, named);
     this.deps.send({
       system_version_info: version,
       type_url: typeUrl,

@@ -112,7 +112,7 @@ export class EcdsDelivery {
   }
 
   /** Renders resources for this Envoy and returns what a NACK of them will be judged by. */
-  render(resources: readonly EncodedResource[], fetched: ReadonlySet<string> = new Set()): { anys: AnyMessage[]; sent: EcdsSent } {
+  render(resources: readonly EncodedResource[], fetched?: ReadonlySet<string>): { anys: AnyMessage[]; sent: EcdsSent } {
     this.watchFetches();
     const updateShas = new Set<string>();
     const mayBeWarm = this.variant(false).listenersMayBeWarm === true;
@@ -120,7 +120,7 @@ export class EcdsDelivery {
       const prior = this.sentVariants.get(r.name);
       let nack: boolean;
       let afterFetch = false;
-      if (r.moduleSha256 && fetched.has(r.moduleSha256)) {
+      if (r.moduleSha256 && fetched?.has(r.moduleSha256)) {
         nack = true;
         afterFetch = true;
       } else if (prior && prior.sha256 === r.moduleSha256) {
@@ -135,7 +135,7 @@ export class EcdsDelivery {
       this.sentVariants.set(r.name, { sha256: r.moduleSha256, nack, afterFetch });
       return r.anyFor(this.variant(nack, afterFetch));
     });
-    const sent: EcdsSent = { names: resources.map((r) => r.name), sentAt: Date.now(), updateShas: [...updateShas], afterFetch: fetched.size > 0 };
+    const sent: EcdsSent = { names: resources.map((r) => r.name), sentAt: Date.now(), updateShas: [...updateShas], afterFetch: (fetched?.size ?? 0) > 0 };
     return { anys, sent };
   }
 

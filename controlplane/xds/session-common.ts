@@ -126,9 +126,9 @@ export abstract class SessionBase<Response> {
   }
 
   /** Remembers ACKed resource versions: the fallbacks `pick` may offer other Envoys. */
-  protected recordAck(typeUrl: string, acked: Iterable<ResourceVersion>): void {
+  protected recordAck(typeUrl: string, names: readonly string[], versions: readonly string[]): void {
     const rej = this.deps.rejections;
-    if (rej) for (const r of acked) rej.accept(typeUrl, r.name, r.version);
+    if (rej) for (let i = 0; i < names.length; i++) rej.accept(typeUrl, names[i]!, versions[i]!);
   }
 
   protected changedSinceSeen(snapshot: Snapshot): string[] {
@@ -158,9 +158,13 @@ export abstract class SessionBase<Response> {
    * missing listener or cluster as "delete it" (cache.ts, RejectionView).
    */
   protected pick(typeUrl: string, resources: readonly EncodedResource[]): EncodedResource[] {
+    return resources.map((r) => this.pickOne(typeUrl, r));
+  }
+
+  /** `pick` for one resource. */
+  protected pickOne(typeUrl: string, r: EncodedResource): EncodedResource {
     const rej = this.deps.rejections;
-    if (!rej) return [...resources];
-    return resources.map((r) => (rej.isRejected(typeUrl, r.name, r.version) ? rej.newestAccepted(typeUrl, r.name) ?? r : r));
+    return rej?.isRejected(typeUrl, r.name, r.version) ? rej.newestAccepted(typeUrl, r.name) ?? r : r;
   }
 
   close(): void {

@@ -94,7 +94,7 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
           sub.ackedResources = sub.sentResources;
           st.ackedResources = Object.fromEntries(sub.ackedResources);
         }
-        this.recordAck(typeUrl, [...sub.ackedResources].map(([name, version]) => ({ name, version })));
+        this.recordAck(typeUrl, [...sub.ackedResources.keys()], [...sub.ackedResources.values()]);
         if (typeUrl === EXTENSION_CONFIG) this.ecds.markWarm(st.resourceNames);
       }
     } else if (req.version_info && st.sentVersion === undefined) {
