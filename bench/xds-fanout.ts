@@ -376,8 +376,8 @@ const loadAfter = os.loadavg();
 const report = [
   `xDS fan-out: one ECDS change (a filter's module sha256) to N simulated Envoys over ADS, loopback gRPC`,
   `${started.toISOString()}; node ${process.version}; ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"}); load avg ${loadBefore.map((x) => x.toFixed(2)).join(" ")} before, ${loadAfter.map((x) => x.toFixed(2)).join(" ")} after`,
-  `source: ${values.label ?? sourceTree()}`,
-  `clients: ${perChannel} streams per HTTP/2 connection, ramp ${batchSize} streams per step; server: own process, --expose-gc, logger ${serverLog}; 3 filters; server module controlplane/xds/${serverModule}`,
+  `source: ${values.label ? `${values.label}, ` : ""}${sourceTree()}`,
+  `clients: ${perChannel} streams per HTTP/2 connection, ramp ${batchSize} streams per step; server: own process, --expose-gc ${CONTROLPLANE_NODE_FLAGS.join(" ")} as npm run cp, logger ${serverLog}; 3 filters; server module controlplane/xds/${serverModule}`,
   ``,
   mainTable(rows),
   ``,
