@@ -144,13 +144,9 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
     for (const typeUrl of PUSH_ORDER) {
       const sub = this.subscriptions.get(typeUrl);
       if (!sub || !changed.includes(typeUrl)) continue;
-      // Diffed once: the deferral check and the response read the same diff.
-      const diffed = this.diff(sub, snapshot);
-      if (typeUrl === EXTENSION_CONFIG) {
-        this.ecds.cancel();
-        if (this.ecds.mustDefer(diffed.updates)) continue;
-      }
-      this.respond(sub, snapshot, {}, diffed);
+      // A push of a module Envoy is still downloading waits in respond() (mustDefer).
+      if (typeUrl === EXTENSION_CONFIG) this.ecds.cancel();
+      this.respond(sub, snapshot);
     }
   }
 
@@ -193,9 +189,8 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
     sub: DeltaSubscription,
     snapshot: Snapshot,
     opts: { force?: ReadonlySet<string>; fetched?: ReadonlySet<string> } = {},
-    diffed: { updates: EncodedResource[]; removed: string[] } = this.diff(sub, snapshot, opts.force),
   ): boolean {
-    const { updates, removed } = diffed;
+    const { updates, removed } = this.diff(sub, snapshot, opts.force);
     if (updates.length === 0 && removed.length === 0) {
       if (!sub.sentAny && sub.known.size > 0 && sub.status.ackedVersion === undefined) {
         // A reconnecting Envoy whose initial_resource_versions are all current: in sync as is.
@@ -204,6 +199,9 @@ export class DeltaSession extends SessionBase<DeltaDiscoveryResponse> {
       return false;
     }
     const typeUrl = sub.status.typeUrl;
+    // Whatever asked for it (a new snapshot, new names): a module Envoy is still downloading is not
+    // announced (ecds-delivery.ts mustDefer); the download's end sends it (flushDeferred).
+    if (!opts.force && typeUrl === EXTENSION_CONFIG && this.ecds.mustDefer(updates)) return false;
     const version = snapshot.types.get(typeUrl)?.version ?? "";
     const nonce = this.nextNonce();
     let anys;

@@ -121,10 +121,8 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     for (const typeUrl of PUSH_ORDER) {
       const sub = this.subscriptions.get(typeUrl);
       if (!sub || !changed.includes(typeUrl)) continue;
-      if (typeUrl === EXTENSION_CONFIG) {
-        this.ecds.cancel();
-        if (this.ecds.mustDefer(this.selected(sub, snapshot))) continue;
-      }
+      // A push of a module Envoy is still downloading waits in respond() (mustDefer).
+      if (typeUrl === EXTENSION_CONFIG) this.ecds.cancel();
       this.respond(sub, snapshot, false);
     }
   }
@@ -225,13 +223,16 @@ export class SotwSession extends SessionBase<DiscoveryResponse> {
     // A response with a fallback for a rejected resource is not the snapshot's version.
     const version = substituted ? `${wanted}-${resources.map((r) => r.version.slice(0, 4)).join("")}` : wanted;
     if (!force && version === st.sentVersion) return;
-    const nonce = this.nextNonce();
     const changedOnly = force ? undefined : this.changedSinceAck(sub, resources);
+    const outgoing = changedOnly ?? resources;
+    // Whatever asked for it (a new snapshot, an ACK, new names): a module Envoy is still downloading
+    // is not announced (ecds-delivery.ts mustDefer); the download's end sends it (flushDeferred).
+    if (!force && st.typeUrl === EXTENSION_CONFIG && this.ecds.mustDefer(outgoing)) return;
+    const nonce = this.nextNonce();
     sub.sentResources = new Map(resources.map((r) => [r.name, r.version]));
     st.sentVersion = version;
     st.sentNonce = nonce;
     sub.namesAtLastResponse = st.resourceNames.join("\n");
-    const outgoing = changedOnly ?? resources;
     let anys;
     if (st.typeUrl === EXTENSION_CONFIG) {
       const rendered = this.ecds.render(outgoing, fetched);

@@ -125,4 +125,44 @@ describe("ECDS code-cache miss", () => {
     assert.equal(st.lastNack, undefined, "a cache miss is not reported as a rejection");
     assert.equal(h.streamsOf(node)[0]!.cacheMissResends, 1);
   });
+
+  it("SotW: a push held back while Envoy downloads its module waits for the download, not for the next ACK", async () => {
+    const node = "sotw-deferred";
+    const s = h.connect().sotw();
+    s.send({ node: nodeOf(node), type_url: EXTENSION_CONFIG, resource_names: ["f1"] });
+    const first = await s.nextOf(EXTENSION_CONFIG);
+    h.fetches.started(node, sha("y"));
+    h.cache.set(snapshotOf({ filters: [filterSpec("f1", "y"), filterSpec("f2", "b")] }));
+    // Every SotW ACK asks for what is current: it must not announce the module being downloaded.
+    s.send(sotwAck(first, ["f1"]));
+    await h.typeStatus(node, EXTENSION_CONFIG, (x) => x.ackedVersion === first.version_info, "the ECDS ACK");
+    s.send({ type_url: CLUSTER, resource_names: [] });
+    await s.nextOf(CLUSTER, "CDS (sync point), with nothing for ECDS before it");
+
+    h.fetches.completed(node, sha("y"));
+    const update = await s.nextOf(EXTENSION_CONFIG, "the held-back push, once the download ended");
+    assert.notEqual(update.version_info, first.version_info);
+    assert.match(moduleUri(update.resources[0]!), new RegExp(`/modules/${sha("y")}\\.wasm\\?node=${node}`));
+  });
+
+  it("Delta: a push held back while Envoy downloads its module waits for the download, not for the next ACK", async () => {
+    const node = "delta-deferred";
+    const d = h.connect().delta();
+    d.send({ node: nodeOf(node), type_url: EXTENSION_CONFIG, resource_names_subscribe: ["f1"] });
+    const first = await d.nextOf(EXTENSION_CONFIG);
+    // Envoy is downloading module "x" (started by an earlier config) when a snapshot names it.
+    h.fetches.started(node, sha("x"));
+    h.cache.set(snapshotOf({ filters: [filterSpec("f1", "x"), filterSpec("f2", "b")] }));
+    // The ACK of the first response arrives while the push is held back: announcing a module still
+    // being downloaded is a crash path in Envoy's code cache (ecds-delivery.ts), so nothing goes out.
+    d.send(deltaAck(first));
+    await h.typeStatus(node, EXTENSION_CONFIG, (x) => x.ackedVersion === first.system_version_info, "the ECDS ACK");
+    d.send({ type_url: CLUSTER, resource_names_subscribe: ["*"] });
+    await d.nextOf(CLUSTER, "CDS (sync point), with nothing for ECDS before it");
+
+    h.fetches.completed(node, sha("x"));
+    const update = await d.nextOf(EXTENSION_CONFIG, "the held-back push, once the download ended");
+    assert.deepEqual(update.resources.map((r) => r.name), ["f1"]);
+    assert.match(moduleUri(update.resources[0]!.resource), new RegExp(`/modules/${sha("x")}\\.wasm\\?node=${node}`));
+  });
 });
