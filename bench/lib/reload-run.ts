@@ -17,7 +17,6 @@ import { CpWatch } from "./cp-watch.ts";
 import { closedLoop } from "./load-closed.ts";
 import { openLoop } from "./load-open.ts";
 import { rssMiB } from "./proc.ts";
-import { benchPlacement, pinProcess } from "./reload-variants.ts";
 import type { ReloadScenario } from "./reload-actions.ts";
 import { timeline, type ActionTimeline, type Taken } from "./reload-timeline.ts";
 import { startProbe } from "./probe.ts";
@@ -65,8 +64,8 @@ export interface ReloadResult {
   actions: ActionTimeline[];
   series: Bucket[];
   envoy: { before: Record<string, number>; after: Record<string, number> };
-  /** The CPU Envoy was pinned to for this run (the control plane's builds ran on the others). */
-  envoyCpus?: string;
+  /** The CPUs the control plane's builds were confined to (CP_BUILD_CPUS); Envoy was not pinned. */
+  buildCpus?: string;
   loadavg: number[];
   polls: number;
 }
@@ -115,16 +114,10 @@ async function drive(stack: ProductStack, scenario: ReloadScenario, count: numbe
 }
 
 export async function runReload(stack: ProductStack, scenario: ReloadScenario, o: ReloadRunOptions): Promise<ReloadResult> {
-  // `npm run bench` stacks: Envoy on its own CPU while reloading (the control plane builds on the
-  // others, CP_BUILD_CPUS); unpinned again after, for the steady-state rows that follow or precede.
-  const all = benchPlacement()?.all;
-  if (stack.envoyCpus === undefined || all === undefined) return runReloadAsIs(stack, scenario, o);
-  pinProcess(stack.envoy.pid, stack.envoyCpus);
-  try {
-    return { ...(await runReloadAsIs(stack, scenario, o)), envoyCpus: stack.envoyCpus };
-  } finally {
-    pinProcess(stack.envoy.pid, all);
-  }
+  // `npm run bench` stacks confine the control plane's builds (CP_BUILD_CPUS) and leave Envoy to
+  // the scheduler; bench:reload compares that with Envoy pinned (reload-variants.ts).
+  const result = await runReloadAsIs(stack, scenario, o);
+  return stack.buildCpus === undefined ? result : { ...result, buildCpus: stack.buildCpus };
 }
 
 async function runReloadAsIs(stack: ProductStack, scenario: ReloadScenario, o: ReloadRunOptions): Promise<ReloadResult> {

@@ -8,6 +8,8 @@
  *   pinned-idle  both
  *   nice10       CP_BUILD_NICE=10, which now lowers the whole compile process
  *   envoy-pinned Envoy pinned, compile unplaced (is pinning Envoy alone enough?)
+ *   build-pinned CP_BUILD_CPUS = all CPUs but the first, Envoy unpinned (the scheduler may move
+ *                Envoy's main thread, which compiles a pushed module, off its worker's CPU)
  *   pinned-path  as pinned, and the rest of the request path (this load generator, the upstream)
  *                on Envoy's CPU during its runs: otherwise, with the build taking the other CPU,
  *                the scheduler crowds them onto Envoy's
@@ -24,7 +26,7 @@ import { spawnEnvoy } from "./envoy-process.ts";
 import { singleFilterDir } from "./filters.ts";
 import type { ProductStack } from "./stacks.ts";
 
-export const VARIANTS = ["baseline", "pinned", "idle", "pinned-idle", "nice10", "envoy-pinned", "pinned-path"] as const;
+export const VARIANTS = ["baseline", "pinned", "idle", "pinned-idle", "nice10", "envoy-pinned", "build-pinned", "pinned-path"] as const;
 export type VariantName = (typeof VARIANTS)[number];
 export const DEFAULT_VARIANTS: VariantName[] = ["baseline", "pinned", "idle", "pinned-idle"];
 
@@ -69,7 +71,12 @@ export function variantsFor(names: VariantName[]): { variants: Variant[]; skippe
     }
     const env: Record<string, string> = {};
     if (name === "idle" || name === "pinned-idle") env.WASM_XDS_BUILD_SCHED = "idle";
-    if (name === "pinned" || name === "pinned-idle" || name === "pinned-path") env.CP_BUILD_CPUS = buildCpus!;
+    const pinsBuild = name === "pinned" || name === "pinned-idle" || name === "pinned-path" || name === "build-pinned";
+    if (pinsBuild && !canPin) {
+      skipped.push(`${name} (needs >= 2 CPUs, this process may use ${formatCpuList(cpus) || "?"})`);
+      continue;
+    }
+    if (pinsBuild) env.CP_BUILD_CPUS = buildCpus!;
     if (name === "nice10") env.CP_BUILD_NICE = "10";
     const description = {
       baseline: "compile in the control plane's worker thread, nothing pinned (the default)",
@@ -78,6 +85,7 @@ export function variantsFor(names: VariantName[]): { variants: Variant[]; skippe
       "pinned-idle": `Envoy on CPU ${envoyCpus}, CP_BUILD_CPUS=${buildCpus}, SCHED_IDLE`,
       nice10: "CP_BUILD_NICE=10: compile in its own process at nice 10, nothing pinned",
       "envoy-pinned": `Envoy on CPU ${envoyCpus}, compile in the worker thread, unpinned`,
+      "build-pinned": `CP_BUILD_CPUS=${buildCpus}, Envoy unpinned`,
       "pinned-path": `Envoy, the load generator and the upstream on CPU ${envoyCpus}, CP_BUILD_CPUS=${buildCpus}`,
     }[name];
     variants.push({ name, description, env, ...(pins ? { envoyCpus: envoyCpus! } : {}), ...(name === "pinned-path" ? { pinPath: true } : {}) });

@@ -254,8 +254,9 @@ export function writeReport(outDir: string, results: BenchResults): string {
       "Reload window: [action, max(action + 1 s, first new response + 250 ms)). Failed = non-2xx or no response, on the load",
       "and on a probe that opens a fresh connection every 50 ms. Times in ms; median (min..max) over the actions; [n/m] = seen",
       "for n of m actions. sent/ACK times are the control plane's own (GET /api/clients sentAt/ackedAt, polled every 20 ms).",
-      ...(results.reload.some((r) => r.envoyCpus !== undefined)
-        ? [`Envoy pinned to CPU ${results.reload.find((r) => r.envoyCpus !== undefined)?.envoyCpus} during reload runs, the control plane's builds on the others (CP_BUILD_CPUS); unpinned: \`npm run bench:reload\`.`]
+      ...(results.reload.some((r) => r.buildCpus !== undefined)
+        ? [`The control plane's builds confined to CPU ${results.reload.find((r) => r.buildCpus !== undefined)?.buildCpus} (CP_BUILD_CPUS), Envoy not pinned;`,
+          "other placements: `npm run bench:reload` (docs/build-isolation.md)."]
         : []),
       "",
       markdownTable(reloadT),

@@ -49,8 +49,8 @@ export interface ProductStack {
   nodeId: string;
   filtersDir: string;
   url: string;
-  /** Envoy's CPU during reload runs (reload-run.ts pins it then), the control plane's builds on the others. */
-  envoyCpus?: string;
+  /** The CPUs the control plane's builds are confined to (CP_BUILD_CPUS), when there are >= 2. */
+  buildCpus?: string;
 }
 
 export interface Stacks {
@@ -85,7 +85,8 @@ interface StartOptions {
 async function startProduct(name: string, filtersDir: string, expected: string[], upstreamPort: number, o: StartOptions): Promise<ProductStack> {
   const ports = await allocatePorts();
   const env: Record<string, string> = o.buildNice === undefined ? {} : { CP_BUILD_NICE: String(o.buildNice) };
-  // Builds off the CPU the Envoy gets during reload runs (>= 2 CPUs; see reload-variants.ts).
+  // Builds confined to all CPUs but the first (>= 2 CPUs), Envoy left to the scheduler: the
+  // placement that disturbed traffic least in `npm run bench:reload` (see reload-variants.ts).
   const placement = benchPlacement();
   if (placement) env.CP_BUILD_CPUS = placement.buildCpus;
   const cp = await startControlPlane({ ports, filtersDir, stateFile: path.join(o.workDir, `${name}-state.json`), upstreamPort, workDir: o.workDir, name: `${name}-controlplane`, env });
@@ -98,7 +99,7 @@ async function startProduct(name: string, filtersDir: string, expected: string[]
   const configPath = writeBootstrap(o.workDir, { xdsPort: ports.xds, nodeId }, `${name}-envoy.yaml`);
   const envoy = await spawnEnvoy({ name: `${name}-envoy`, configPath, workDir: o.workDir, concurrency: o.concurrency });
   o.cleanup.add(`${name} envoy`, () => envoy.stop());
-  return { cp, ports, envoy, nodeId, filtersDir, url: `http://127.0.0.1:${ports.listener}/headers`, ...(placement ? { envoyCpus: placement.envoyCpus } : {}) };
+  return { cp, ports, envoy, nodeId, filtersDir, url: `http://127.0.0.1:${ports.listener}/headers`, ...(placement ? { buildCpus: placement.buildCpus } : {}) };
 }
 
 function getBytes(url: string): Promise<Buffer> {

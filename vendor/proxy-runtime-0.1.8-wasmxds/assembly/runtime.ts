@@ -99,21 +99,70 @@ var globalArrayBufferReference = new ArrayBufferReference();
 // buffer instead of two fresh ArrayBuffers per call (each an allocation, a free and reference
 // counting on the request path). The host copies what it reads before returning.
 let scratchBuffer = new ArrayBuffer(256);
+let scratchFirstPtr: usize = 0;
 let scratchFirstLength: usize = 0;
+let scratchSecondPtr: usize = 0;
 let scratchSecondLength: usize = 0;
 
-// Encodes `first` then `second` as UTF-8 into the scratch buffer, back to back; returns its
-// address. The byte lengths are left in scratchFirstLength and scratchSecondLength.
-function encodeToScratch(first: string, second: string): usize {
+// wasm-xds: a string literal (static data, below __heap_base: never freed nor changed) is
+// encoded once and its UTF-8 kept, so `headers.add("x-name", "value")` on every request
+// re-encodes neither. Direct-mapped by address; a colliding literal replaces the entry.
+const STATIC_UTF8_SLOTS: usize = 64;
+let staticUtf8 = new ArrayBuffer(<i32>(STATIC_UTF8_SLOTS * 12));
+let staticUtf8Base: usize = changetype<usize>(staticUtf8);
+let staticUtf8Length: usize = 0;
+
+// The address of `str`'s UTF-8 (a literal's cached copy), its length in staticUtf8Length.
+function staticUtf8Of(str: string): usize {
+  let key = changetype<usize>(str);
+  let entry = staticUtf8Base + ((key >> 4) & (STATIC_UTF8_SLOTS - 1)) * 12;
+  if (<usize>load<u32>(entry) != key) {
+    let length = <usize>String.UTF8.byteLength(str);
+    let bytes = __alloc(length, idof<ArrayBuffer>());
+    String.UTF8.encodeUnsafe(key, str.length, bytes);
+    let old = <usize>load<u32>(entry, 4);
+    store<u32>(entry, <u32>key);
+    store<u32>(entry, <u32>__retain(bytes), 4);
+    store<u32>(entry, <u32>length, 8);
+    if (old != 0) __release(old);
+  }
+  staticUtf8Length = <usize>load<u32>(entry, 8);
+  return <usize>load<u32>(entry, 4);
+}
+
+// Points scratchFirstPtr/Length and scratchSecondPtr/Length at the UTF-8 of `first` and
+// `second`: a literal's cached copy, else encoded into the scratch buffer.
+function encodeToScratch(first: string, second: string): void {
+  let firstAddress = changetype<usize>(first);
+  let secondAddress = changetype<usize>(second);
+  if (firstAddress < __heap_base && secondAddress < __heap_base) {
+    scratchFirstPtr = staticUtf8Of(first);
+    scratchFirstLength = staticUtf8Length;
+    scratchSecondPtr = staticUtf8Of(second);
+    scratchSecondLength = staticUtf8Length;
+    return;
+  }
   // At most 3 bytes per UTF-16 code unit (a surrogate pair: 2 units, 4 bytes).
   let needed = (<usize>first.length + <usize>second.length) * 3;
   if (needed > <usize>scratchBuffer.byteLength) {
     scratchBuffer = new ArrayBuffer(<i32>needed);
   }
   let base = changetype<usize>(scratchBuffer);
-  scratchFirstLength = String.UTF8.encodeUnsafe(changetype<usize>(first), first.length, base);
-  scratchSecondLength = String.UTF8.encodeUnsafe(changetype<usize>(second), second.length, base + scratchFirstLength);
-  return base;
+  if (firstAddress < __heap_base) {
+    scratchFirstPtr = staticUtf8Of(first);
+    scratchFirstLength = staticUtf8Length;
+  } else {
+    scratchFirstPtr = base;
+    scratchFirstLength = String.UTF8.encodeUnsafe(firstAddress, first.length, base);
+    base += scratchFirstLength;
+  }
+  if (secondAddress < __heap_base) {
+    scratchSecondPtr = staticUtf8Of(second);
+    scratchSecondLength = staticUtf8Length;
+  } else {
+    scratchSecondPtr = base;
+    scratchSecondLength = String.UTF8.encodeUnsafe(secondAddress, second.length, base);
+  }
 }
 let globalU32Ref = new Reference<u32>();
 let globalU64Ref = new Reference<u64>();
@@ -255,8 +304,8 @@ export enum StreamTypeValues {
 export function log(level: LogLevelValues, logMessage: string): void {
   // from the docs:
   // Like JavaScript, AssemblyScript stores strings in UTF-16 encoding represented by the API as UCS-2, 
-  let buffer = encodeToScratch(logMessage, "");
-  imports.proxy_log(level as imports.LogLevel, buffer, scratchFirstLength);
+  encodeToScratch(logMessage, "");
+  imports.proxy_log(level as imports.LogLevel, scratchFirstPtr, scratchFirstLength);
 }
 
 
@@ -447,8 +496,8 @@ export function add_header_map_value(typ: HeaderMapTypeValues, key: ArrayBuffer,
   return imports.proxy_add_header_map_value(typ, changetype<usize>(key), key.byteLength, changetype<usize>(value), value.byteLength);
 }
 export function add_header_map_value_string(typ: HeaderMapTypeValues, key: string, value: string): WasmResultValues {
-  let base = encodeToScratch(key, value);
-  return imports.proxy_add_header_map_value(typ, base, scratchFirstLength, base + scratchFirstLength, scratchSecondLength);
+  encodeToScratch(key, value);
+  return imports.proxy_add_header_map_value(typ, scratchFirstPtr, scratchFirstLength, scratchSecondPtr, scratchSecondLength);
 }
 
 class HeaderStreamManipulator {
@@ -546,8 +595,8 @@ export var stream_context = new StreamContext(
 
 
 function get_header_map_value_string(typ: HeaderMapTypeValues, key: string): string {
-  let base = encodeToScratch(key, "");
-  let result = imports.proxy_get_header_map_value(typ, base, scratchFirstLength, globalArrayBufferReference.bufferPtr(), globalArrayBufferReference.sizePtr());
+  encodeToScratch(key, "");
+  let result = imports.proxy_get_header_map_value(typ, scratchFirstPtr, scratchFirstLength, globalArrayBufferReference.bufferPtr(), globalArrayBufferReference.sizePtr());
   if (result == WasmResultValues.Ok) {
     return globalArrayBufferReference.toString();
   }
@@ -584,8 +633,8 @@ function set_header_map_pairs(typ: HeaderMapTypeValues, headers: Headers): void 
 }
 
 export function replace_header_map_value_string(typ: HeaderMapTypeValues, key: string, value: string): void {
-  let base = encodeToScratch(key, value);
-  CHECK_RESULT(imports.proxy_replace_header_map_value(typ, base, scratchFirstLength, base + scratchFirstLength, scratchSecondLength));
+  encodeToScratch(key, value);
+  CHECK_RESULT(imports.proxy_replace_header_map_value(typ, scratchFirstPtr, scratchFirstLength, scratchSecondPtr, scratchSecondLength));
 }
 
 export function replace_header_map_value(typ: HeaderMapTypeValues, key: ArrayBuffer, value: ArrayBuffer): void {
@@ -593,8 +642,8 @@ export function replace_header_map_value(typ: HeaderMapTypeValues, key: ArrayBuf
 }
 
 export function remove_header_map_value_string(typ: HeaderMapTypeValues, key: string): void {
-  let base = encodeToScratch(key, "");
-  CHECK_RESULT(imports.proxy_remove_header_map_value(typ, base, scratchFirstLength));
+  encodeToScratch(key, "");
+  CHECK_RESULT(imports.proxy_remove_header_map_value(typ, scratchFirstPtr, scratchFirstLength));
 }
 
 export function remove_header_map_value(typ: HeaderMapTypeValues, key: ArrayBuffer): void {
@@ -1018,16 +1067,108 @@ function get_plugin_root_id(): string {
 
 let root_context_factory_map = new Map<string, (context_id: u32) => RootContext>();
 
-let context_map = new Map<u32, BaseContext>();
+// wasm-xds: contexts are found in an open-addressing table keyed by context id instead of
+// `Map<u32, BaseContext>`. Every stream callback looks its context up, and a stream's creation
+// looked up three times (the root's `has` and `get`, its own `has`) before a `set`: hashing,
+// bucket chains and reference counting on each, which cost more than the rest of a filter like
+// add-header. Envoy numbers contexts with one increasing counter, so `id & mask` spreads the live
+// ones without a hash; linear probing; a delete shifts the entries after it back (no
+// tombstones); the table doubles at half full. It holds one reference to each context.
+let contextSlots: ArrayBuffer = new ArrayBuffer(64 * 8);
+let contextSlotsBase: usize = changetype<usize>(contextSlots);
+let contextMask: u32 = 63;
+let contextCount: u32 = 0;
+
+// The slot of `id`, or of the empty slot where it would go. Each slot: id (u32, 0 = empty) then
+// the context's address (u32).
+function contextSlotOf(id: u32): usize {
+  let i = id & contextMask;
+  while (true) {
+    let slot = contextSlotsBase + ((<usize>i) << 3);
+    let key = load<u32>(slot);
+    if (key == id || key == 0) return slot;
+    i = (i + 1) & contextMask;
+  }
+  return 0;
+}
+
+function contextLookup(id: u32): usize {
+  if (id == 0) return 0;
+  return <usize>load<u32>(contextSlotOf(id), 4);
+}
+
+function contextInsert(id: u32, context: BaseContext): void {
+  if (id == 0) throw new Error("context id 0");
+  if ((contextCount + 1) * 2 > contextMask + 1) contextGrow();
+  let slot = contextSlotOf(id);
+  let old = <usize>load<u32>(slot, 4);
+  let ptr = __retain(changetype<usize>(context));
+  store<u32>(slot, id);
+  store<u32>(slot, <u32>ptr, 4);
+  if (old != 0) __release(old); else contextCount++;
+}
+
+function contextGrow(): void {
+  // Held until the entries are copied: replacing the global releases (frees) the old table.
+  let oldSlots = contextSlots;
+  let oldBase = changetype<usize>(oldSlots);
+  let oldSize = contextMask + 1;
+  let newSlots = new ArrayBuffer(<i32>(oldSize * 2 * 8));
+  contextSlots = newSlots;
+  contextSlotsBase = changetype<usize>(newSlots);
+  contextMask = oldSize * 2 - 1;
+  for (let i: u32 = 0; i < oldSize; i++) {
+    let from = oldBase + ((<usize>i) << 3);
+    let key = load<u32>(from);
+    if (key == 0) continue;
+    let to = contextSlotOf(key);
+    store<u32>(to, key);
+    store<u32>(to, load<u32>(from, 4), 4);
+  }
+}
+
+function contextRemove(id: u32): void {
+  if (id == 0) return;
+  let slot = contextSlotOf(id);
+  let ptr = <usize>load<u32>(slot, 4);
+  if (ptr == 0) return;
+  // Backward-shift deletion: move up every later entry of the run whose home slot does not lie
+  // strictly between the hole and it (cyclically), so no lookup ever stops early at the hole.
+  let hole = <u32>((slot - contextSlotsBase) >> 3);
+  let j = hole;
+  while (true) {
+    j = (j + 1) & contextMask;
+    let from = contextSlotsBase + ((<usize>j) << 3);
+    let key = load<u32>(from);
+    if (key == 0) break;
+    let home = key & contextMask;
+    let stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+    if (stays) continue;
+    let to = contextSlotsBase + ((<usize>hole) << 3);
+    store<u32>(to, key);
+    store<u32>(to, load<u32>(from, 4), 4);
+    hole = j;
+  }
+  let last = contextSlotsBase + ((<usize>hole) << 3);
+  store<u32>(last, 0);
+  store<u32>(last, 0, 4);
+  contextCount--;
+  __release(ptr);
+}
+
+function contextOrTrap(id: u32): usize {
+  let ptr = contextLookup(id);
+  if (ptr == 0) throw new Error("no context with id " + id.toString());
+  return ptr;
+}
 
 //create root context if doesn't exist
 // wasm-xds: the debug logs of ensureRootContext and ensureContext are gone. They ran on every
 // request (proxy_on_context_create), each building strings (two joined the ids of every live
 // context) and making a host call, whatever Envoy's log level.
 export function ensureRootContext(root_context_id: u32): RootContext {
-  if (context_map.has(root_context_id)) {
-    return getRootContext(root_context_id);
-  }
+  let existing = contextLookup(root_context_id);
+  if (existing != 0) return changetype<BaseContext>(existing) as RootContext;
   const root_id = get_plugin_root_id();
   if (!root_context_factory_map.has(root_id)) {
     throw new Error("Missing root context factory for root id: " + root_id);
@@ -1035,40 +1176,37 @@ export function ensureRootContext(root_context_id: u32): RootContext {
   const root_context_func = root_context_factory_map.get(root_id);
   const root_context = root_context_func(root_context_id);
   root_context.context_id = root_context_id;
-  context_map.set(root_context_id, root_context);
+  contextInsert(root_context_id, root_context);
   return root_context;
 }
 
 // create a context if doesnt exist.
 export function ensureContext(context_id: u32, root_context_id: u32): void {
   const root_context = ensureRootContext(root_context_id);
-  if (context_map.has(context_id)) {
+  if (contextLookup(context_id) != 0) {
     return;
   }
   let context = root_context.createContext(context_id);
-  context_map.set(context_id, context);
+  contextInsert(context_id, context);
 }
 
+// wasm-xds: `context_map.get(id) as Context` leaked a reference on every call (asc 0.14 retained
+// the downcast value and never released the one Map#get returned): no stream context was ever
+// freed. The table hands out the address it holds; the compiler retains and releases the
+// references made from it like any other.
 export function getBaseContext(context_id: u32): BaseContext {
-  return context_map.get(context_id) as BaseContext;
+  return changetype<BaseContext>(contextOrTrap(context_id));
 }
-// wasm-xds: `context_map.get(id) as Context` leaked a reference on every call: asc 0.14 retains
-// the result of the downcast but never releases the value Map#get returned (see the .wat: a
-// __retain after __instanceof, no __release). So no stream context was ever freed (about 50
-// bytes a request, for good) and the root context's count, raised on every stream, would
-// overflow its 28 bits after 2^28 streams (asc's overflow assert then exits the VM). Held in a
-// local first, the value is released when the function returns.
+// The casts are checked, as before: a stream callback given a root context's id traps.
 export function getContext(context_id: u32): Context {
-  const context = context_map.get(context_id);
-  return context as Context;
+  return changetype<BaseContext>(contextOrTrap(context_id)) as Context;
 }
 export function getRootContext(context_id: u32): RootContext {
-  const context = context_map.get(context_id);
-  return context as RootContext;
+  return changetype<BaseContext>(contextOrTrap(context_id)) as RootContext;
 }
 
 export function deleteContext(context_id: u32): void {
-  context_map.delete(context_id);
+  contextRemove(context_id);
 }
 
 /**
