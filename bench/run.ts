@@ -16,6 +16,7 @@ import { Cleanup } from "./lib/cleanup.ts";
 import { parseOptions, USAGE, type BenchOptions } from "./lib/options.ts";
 import { editScenario, listenerScenario, rebuildScenario, toggleScenario } from "./lib/reload-actions.ts";
 import { runReload, type ReloadResult } from "./lib/reload-run.ts";
+import { benchPlacement, splitEnvoyThreads } from "./lib/reload-variants.ts";
 import { writeReport, type Meta } from "./lib/report.ts";
 import { startStacks, type Stacks } from "./lib/stacks.ts";
 import { runSteady, type SteadyResult } from "./lib/steady.ts";
@@ -57,11 +58,22 @@ async function runReloads(stacks: Stacks, opts: BenchOptions, cleanup: Cleanup, 
     listener: { scenario: listenerScenario(stacks.single), plan: opts.reload.listener },
   };
   const scenarios = opts.reloads.map((name) => all[name as keyof typeof all]);
+  // The placement that disturbed traffic least in `npm run bench:reload` (run 8,
+  // docs/build-isolation.md): Envoy's worker alone on the first CPU, its main thread (which fetches
+  // and compiles a pushed module) and V8's threads on the build CPUs. Only for the reloads: the
+  // steady rows compare Envoys the scheduler places alike. One worker per free CPU only.
+  const placement = benchPlacement();
+  const split = placement !== undefined && opts.concurrency === 1;
+  if (split) {
+    splitEnvoyThreads(stacks.single.envoy.pid, placement.envoyCpus, placement.buildCpus);
+    log(`reloads: Envoy's worker on CPU ${placement.envoyCpus}, its other threads on ${placement.buildCpus} with the builds`);
+  }
+  const placed = (r: ReloadResult): ReloadResult => (split ? { ...r, envoyWorkerCpus: placement.envoyCpus } : r);
   for (const { scenario, plan } of scenarios) {
     for (const mode of ["open", "closed"] as const) {
       if (cleanup.abort.signal.aborted) return out;
       log(`reload: ${scenario.title}, ${mode} loop, ${plan.actions} actions every ${plan.intervalMs / 1000} s`);
-      const r = await runReload(stacks.single, scenario, { ...plan, mode, rate: opts.rate, connections: opts.connections, windowMs: opts.reload.windowMs, signal: cleanup.abort.signal, log });
+      const r = placed(await runReload(stacks.single, scenario, { ...plan, mode, rate: opts.rate, connections: opts.connections, windowMs: opts.reload.windowMs, signal: cleanup.abort.signal, log }));
       log(`  ${r.requests} requests, ${r.non2xx} non-2xx, ${r.socketErrors} socket errors (probe: ${r.probe.requests}, ${r.probe.non2xx + r.probe.socketErrors} failed); ${r.connectionCloses} connection: close; p99 in/out ${r.inside.p99.toFixed(1)}/${r.outside.p99.toFixed(1)} ms`);
       out.push(r);
     }

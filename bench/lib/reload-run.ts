@@ -64,8 +64,10 @@ export interface ReloadResult {
   actions: ActionTimeline[];
   series: Bucket[];
   envoy: { before: Record<string, number>; after: Record<string, number> };
-  /** The CPUs the control plane's builds were confined to (CP_BUILD_CPUS); Envoy was not pinned. */
+  /** The CPUs the control plane's builds were confined to (CP_BUILD_CPUS). */
   buildCpus?: string;
+  /** Envoy's worker threads' CPUs when they were split from its other threads (which then ran on buildCpus). */
+  envoyWorkerCpus?: string;
   loadavg: number[];
   polls: number;
 }
@@ -114,8 +116,8 @@ async function drive(stack: ProductStack, scenario: ReloadScenario, count: numbe
 }
 
 export async function runReload(stack: ProductStack, scenario: ReloadScenario, o: ReloadRunOptions): Promise<ReloadResult> {
-  // `npm run bench` stacks confine the control plane's builds (CP_BUILD_CPUS) and leave Envoy to
-  // the scheduler; bench:reload compares that with Envoy pinned (reload-variants.ts).
+  // `npm run bench` stacks confine the control plane's builds (CP_BUILD_CPUS); bench/run.ts places
+  // Envoy's threads for the reloads; bench:reload compares placements (reload-variants.ts).
   const result = await runReloadAsIs(stack, scenario, o);
   return stack.buildCpus === undefined ? result : { ...result, buildCpus: stack.buildCpus };
 }

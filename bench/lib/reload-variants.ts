@@ -13,9 +13,16 @@
  *   pinned-path  as pinned, and the rest of the request path (this load generator, the upstream)
  *                on Envoy's CPU during its runs: otherwise, with the build taking the other CPU,
  *                the scheduler crowds them onto Envoy's
+ *   worker-split Envoy's worker threads on the first CPU; its other threads (the main thread,
+ *                which fetches and compiles a pushed module, and V8's compile threads) on the
+ *                rest, with the builds: an edit's compile work, ours and Envoy's, stays off the
+ *                CPU that serves requests
+ *   build-pinned-o1  as build-pinned, add-header built at asc -O1 (a smaller module for Envoy's
+ *                V8 to compile on each push, for a slower build on the build CPU)
  * Pinning needs >= 2 CPUs; on one CPU the pinned variants are left out (and say so).
  */
 import { execFileSync } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 import { allowedCpus, formatCpuList } from "../../controlplane/compile/placement.ts";
 import { writeBootstrap } from "../../test/support/bootstrap.ts";
@@ -26,7 +33,7 @@ import { spawnEnvoy } from "./envoy-process.ts";
 import { singleFilterDir } from "./filters.ts";
 import type { ProductStack } from "./stacks.ts";
 
-export const VARIANTS = ["baseline", "pinned", "idle", "pinned-idle", "nice10", "envoy-pinned", "build-pinned", "pinned-path"] as const;
+export const VARIANTS = ["baseline", "pinned", "idle", "pinned-idle", "nice10", "envoy-pinned", "build-pinned", "pinned-path", "worker-split", "build-pinned-o1"] as const;
 export type VariantName = (typeof VARIANTS)[number];
 export const DEFAULT_VARIANTS: VariantName[] = ["baseline", "pinned", "idle", "pinned-idle"];
 
@@ -40,6 +47,10 @@ export interface Variant {
   envoyCpus?: string;
   /** Pin the load generator and the upstream to envoyCpus too, during this variant's runs. */
   pinPath?: boolean;
+  /** Envoy's worker threads on envoyCpus, its other threads on these. */
+  envoyOtherCpus?: string;
+  /** filter.json `build` of the variant's add-header. */
+  filterBuild?: Record<string, unknown>;
 }
 
 /** Envoy on the first CPU this process may use, builds on the rest; undefined below 2 CPUs. */
@@ -54,6 +65,31 @@ export function pinProcess(pid: number, cpus: string): void {
   execFileSync("taskset", ["-a", "-p", "-c", cpus, String(pid)], { stdio: "ignore" });
 }
 
+/** The thread ids of process `pid` whose name (comm) `match` accepts. */
+function threadsOf(pid: number, match: (comm: string) => boolean): number[] {
+  const dir = `/proc/${pid}/task`;
+  return fs.readdirSync(dir).filter((tid) => {
+    try {
+      return match(fs.readFileSync(path.join(dir, tid, "comm"), "utf8").trim());
+    } catch {
+      return false; // the thread ended meanwhile
+    }
+  }).map(Number);
+}
+
+/**
+ * Envoy's worker threads (named wrk:worker_N) on `workerCpus`, every other thread on `otherCpus`.
+ * Threads started later inherit their creator's CPUs: V8's compile threads come from the main
+ * thread, so they land on `otherCpus`.
+ */
+export function splitEnvoyThreads(pid: number, workerCpus: string, otherCpus: string): number {
+  pinProcess(pid, otherCpus);
+  const workers = threadsOf(pid, (comm) => comm.startsWith("wrk:"));
+  if (workers.length === 0) throw new Error(`Envoy ${pid} has no wrk: threads to pin`);
+  for (const tid of workers) execFileSync("taskset", ["-p", "-c", workerCpus, String(tid)], { stdio: "ignore" });
+  return workers.length;
+}
+
 /** The variants asked for, on this machine: Envoy on the first CPU we may use, builds on the rest. */
 export function variantsFor(names: VariantName[]): { variants: Variant[]; skipped: string[] } {
   const cpus = allowedCpus() ?? [];
@@ -64,14 +100,15 @@ export function variantsFor(names: VariantName[]): { variants: Variant[]; skippe
   const variants: Variant[] = [];
   const skipped: string[] = [];
   for (const name of names) {
-    const pins = name === "pinned" || name === "pinned-idle" || name === "envoy-pinned" || name === "pinned-path";
+    const pins = name === "pinned" || name === "pinned-idle" || name === "envoy-pinned" || name === "pinned-path" || name === "worker-split";
     if (pins && !canPin) {
       skipped.push(`${name} (needs >= 2 CPUs, this process may use ${formatCpuList(cpus) || "?"})`);
       continue;
     }
     const env: Record<string, string> = {};
     if (name === "idle" || name === "pinned-idle") env.WASM_XDS_BUILD_SCHED = "idle";
-    const pinsBuild = name === "pinned" || name === "pinned-idle" || name === "pinned-path" || name === "build-pinned";
+    const pinsBuild = name === "pinned" || name === "pinned-idle" || name === "pinned-path" || name === "build-pinned"
+      || name === "worker-split" || name === "build-pinned-o1";
     if (pinsBuild && !canPin) {
       skipped.push(`${name} (needs >= 2 CPUs, this process may use ${formatCpuList(cpus) || "?"})`);
       continue;
@@ -87,8 +124,14 @@ export function variantsFor(names: VariantName[]): { variants: Variant[]; skippe
       "envoy-pinned": `Envoy on CPU ${envoyCpus}, compile in the worker thread, unpinned`,
       "build-pinned": `CP_BUILD_CPUS=${buildCpus}, Envoy unpinned`,
       "pinned-path": `Envoy, the load generator and the upstream on CPU ${envoyCpus}, CP_BUILD_CPUS=${buildCpus}`,
+      "worker-split": `Envoy's worker on CPU ${envoyCpus}; its main and V8 threads with CP_BUILD_CPUS=${buildCpus}`,
+      "build-pinned-o1": `CP_BUILD_CPUS=${buildCpus}, Envoy unpinned, add-header built at -O1`,
     }[name];
-    variants.push({ name, description, env, ...(pins ? { envoyCpus: envoyCpus! } : {}), ...(name === "pinned-path" ? { pinPath: true } : {}) });
+    variants.push({
+      name, description, env, ...(pins ? { envoyCpus: envoyCpus! } : {}), ...(name === "pinned-path" ? { pinPath: true } : {}),
+      ...(name === "worker-split" ? { envoyOtherCpus: buildCpus! } : {}),
+      ...(name === "build-pinned-o1" ? { filterBuild: { optimize: "O1" } } : {}),
+    });
   }
   return { variants, skipped };
 }
@@ -96,6 +139,11 @@ export function variantsFor(names: VariantName[]): { variants: Variant[]; skippe
 /** Control plane + Envoy for one variant, add-header built and served (the reload scenarios' target). */
 export async function startVariant(v: Variant, upstreamPort: number, workDir: string, cleanup: Cleanup): Promise<ProductStack> {
   const filtersDir = singleFilterDir(path.join(workDir, `filters-${v.name}`));
+  if (v.filterBuild !== undefined) {
+    const manifest = path.join(filtersDir, "add-header", "filter.json");
+    const current = JSON.parse(fs.readFileSync(manifest, "utf8")) as Record<string, unknown>;
+    fs.writeFileSync(manifest, JSON.stringify({ ...current, build: v.filterBuild }, null, 2) + "\n");
+  }
   const ports = await allocatePorts();
   const cp = await startControlPlane({
     ports, filtersDir, stateFile: path.join(workDir, `${v.name}-state.json`), upstreamPort, workDir, name: `${v.name}-controlplane`, env: v.env,
@@ -109,6 +157,7 @@ export async function startVariant(v: Variant, upstreamPort: number, workDir: st
   const envoy = await spawnEnvoy({ name: `${v.name}-envoy`, configPath, workDir, concurrency: 1 });
   cleanup.add(`${v.name} envoy`, () => envoy.stop());
   // Every thread Envoy has (workers, dispatcher, file flush...); ones started later inherit it.
-  if (v.envoyCpus !== undefined) pinProcess(envoy.pid, v.envoyCpus);
+  if (v.envoyCpus !== undefined && v.envoyOtherCpus !== undefined) splitEnvoyThreads(envoy.pid, v.envoyCpus, v.envoyOtherCpus);
+  else if (v.envoyCpus !== undefined) pinProcess(envoy.pid, v.envoyCpus);
   return { cp, ports, envoy, nodeId, filtersDir, url: `http://127.0.0.1:${ports.listener}/headers` };
 }

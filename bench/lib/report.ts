@@ -84,6 +84,13 @@ function reloadTable(reloads: ReloadResult[]): Table {
   };
 }
 
+/** Where the reloads ran: the builds' CPUs, and Envoy's threads when they were placed. */
+function placementLine(r: ReloadResult): string {
+  const builds = `The control plane's builds confined to CPU ${r.buildCpus} (CP_BUILD_CPUS)`;
+  if (r.envoyWorkerCpus === undefined) return `${builds}, Envoy not pinned;`;
+  return `${builds}; Envoy's worker on CPU ${r.envoyWorkerCpus}, its main thread (fetches and compiles pushed modules) and V8's threads on ${r.buildCpus};`;
+}
+
 function splitCell(actions: ActionTimeline[], key: keyof ActionTimeline): string {
   const values = actions.map((a) => a[key]).filter((v): v is number => typeof v === "number" && Number.isFinite(v));
   if (values.length === 0) return "-";
@@ -255,7 +262,7 @@ export function writeReport(outDir: string, results: BenchResults): string {
       "and on a probe that opens a fresh connection every 50 ms. Times in ms; median (min..max) over the actions; [n/m] = seen",
       "for n of m actions. sent/ACK times are the control plane's own (GET /api/clients sentAt/ackedAt, polled every 20 ms).",
       ...(results.reload.some((r) => r.buildCpus !== undefined)
-        ? [`The control plane's builds confined to CPU ${results.reload.find((r) => r.buildCpus !== undefined)?.buildCpus} (CP_BUILD_CPUS), Envoy not pinned;`,
+        ? [placementLine(results.reload.find((r) => r.buildCpus !== undefined)!),
           "other placements: `npm run bench:reload` (docs/build-isolation.md)."]
         : []),
       "",
