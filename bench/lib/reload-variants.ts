@@ -17,6 +17,8 @@
  *                which fetches and compiles a pushed module, and V8's compile threads) on the
  *                rest, with the builds: an edit's compile work, ours and Envoy's, stays off the
  *                CPU that serves requests
+ *   main-pinned  Envoy's threads but its workers (main, V8's compile threads) with the builds; the
+ *                workers on every CPU, so the scheduler can still move them off a busy one
  *   build-pinned-o1  as build-pinned, add-header built at asc -O1 (a smaller module for Envoy's
  *                V8 to compile on each push, for a slower build on the build CPU)
  * Pinning needs >= 2 CPUs; on one CPU the pinned variants are left out (and say so).
@@ -33,7 +35,7 @@ import { spawnEnvoy } from "./envoy-process.ts";
 import { singleFilterDir } from "./filters.ts";
 import type { ProductStack } from "./stacks.ts";
 
-export const VARIANTS = ["baseline", "pinned", "idle", "pinned-idle", "nice10", "envoy-pinned", "build-pinned", "pinned-path", "worker-split", "build-pinned-o1"] as const;
+export const VARIANTS = ["baseline", "pinned", "idle", "pinned-idle", "nice10", "envoy-pinned", "build-pinned", "pinned-path", "worker-split", "main-pinned", "build-pinned-o1"] as const;
 export type VariantName = (typeof VARIANTS)[number];
 export const DEFAULT_VARIANTS: VariantName[] = ["baseline", "pinned", "idle", "pinned-idle"];
 
@@ -100,7 +102,8 @@ export function variantsFor(names: VariantName[]): { variants: Variant[]; skippe
   const variants: Variant[] = [];
   const skipped: string[] = [];
   for (const name of names) {
-    const pins = name === "pinned" || name === "pinned-idle" || name === "envoy-pinned" || name === "pinned-path" || name === "worker-split";
+    const pins = name === "pinned" || name === "pinned-idle" || name === "envoy-pinned" || name === "pinned-path" || name === "worker-split"
+      || name === "main-pinned";
     if (pins && !canPin) {
       skipped.push(`${name} (needs >= 2 CPUs, this process may use ${formatCpuList(cpus) || "?"})`);
       continue;
@@ -108,7 +111,7 @@ export function variantsFor(names: VariantName[]): { variants: Variant[]; skippe
     const env: Record<string, string> = {};
     if (name === "idle" || name === "pinned-idle") env.WASM_XDS_BUILD_SCHED = "idle";
     const pinsBuild = name === "pinned" || name === "pinned-idle" || name === "pinned-path" || name === "build-pinned"
-      || name === "worker-split" || name === "build-pinned-o1";
+      || name === "worker-split" || name === "main-pinned" || name === "build-pinned-o1";
     if (pinsBuild && !canPin) {
       skipped.push(`${name} (needs >= 2 CPUs, this process may use ${formatCpuList(cpus) || "?"})`);
       continue;
@@ -125,11 +128,13 @@ export function variantsFor(names: VariantName[]): { variants: Variant[]; skippe
       "build-pinned": `CP_BUILD_CPUS=${buildCpus}, Envoy unpinned`,
       "pinned-path": `Envoy, the load generator and the upstream on CPU ${envoyCpus}, CP_BUILD_CPUS=${buildCpus}`,
       "worker-split": `Envoy's worker on CPU ${envoyCpus}; its main and V8 threads with CP_BUILD_CPUS=${buildCpus}`,
+      "main-pinned": `Envoy's main and V8 threads with CP_BUILD_CPUS=${buildCpus}; its worker on any CPU`,
       "build-pinned-o1": `CP_BUILD_CPUS=${buildCpus}, Envoy unpinned, add-header built at -O1`,
     }[name];
     variants.push({
       name, description, env, ...(pins ? { envoyCpus: envoyCpus! } : {}), ...(name === "pinned-path" ? { pinPath: true } : {}),
       ...(name === "worker-split" ? { envoyOtherCpus: buildCpus! } : {}),
+      ...(name === "main-pinned" ? { envoyCpus: placement!.all, envoyOtherCpus: buildCpus! } : {}),
       ...(name === "build-pinned-o1" ? { filterBuild: { optimize: "O1" } } : {}),
     });
   }

@@ -7,6 +7,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { benchPlacement } from "../../bench/lib/reload-variants.ts";
 import type { BenchResults } from "../../bench/lib/report.ts";
 import { repoPath } from "../support/paths.ts";
 
@@ -79,5 +80,16 @@ describe("bench --quick", { timeout: 240_000 }, () => {
       assert.equal(r.probe.non2xx, 0, `${kind}/${mode}: non-2xx responses on fresh connections`);
       assert.equal(r.probe.socketErrors, 0, `${kind}/${mode}: socket errors on fresh connections ${errors}`);
     }
+  });
+
+  it("on >= 2 CPUs the reloads ran with Envoy's worker apart from its other threads, and say so", (t) => {
+    const placement = benchPlacement();
+    if (placement === undefined) return t.skip("one CPU: nothing to place");
+    for (const r of results.reload) {
+      assert.equal(r.buildCpus, placement.buildCpus, `${r.kind}/${r.mode}: builds confined`);
+      assert.equal(r.envoyWorkerCpus, placement.envoyCpus, `${r.kind}/${r.mode}: Envoy's worker placed`);
+    }
+    const report = fs.readFileSync(path.join(out, "report.md"), "utf8");
+    assert.match(report, new RegExp(`Envoy's worker on CPU ${placement.envoyCpus}, its main thread`));
   });
 });
