@@ -51,29 +51,31 @@ function environment(opts: BenchOptions, workDir: string): Meta {
 
 async function runReloads(stacks: Stacks, opts: BenchOptions, cleanup: Cleanup, log: (l: string) => void): Promise<ReloadResult[]> {
   const out: ReloadResult[] = [];
-  const all = {
-    edit: { scenario: editScenario(stacks.single), plan: opts.reload.edit },
-    rebuild: { scenario: rebuildScenario(stacks.single), plan: opts.reload.rebuild },
-    toggle: { scenario: toggleScenario(stacks.single), plan: opts.reload.toggle },
-    listener: { scenario: listenerScenario(stacks.single), plan: opts.reload.listener },
-  };
-  const scenarios = opts.reloads.map((name) => all[name as keyof typeof all]);
-  // The placement that disturbed traffic least in `npm run bench:reload` (run 8,
+  // The placement that disturbed traffic least in `npm run bench:reload` (runs 7-9,
   // docs/build-isolation.md): Envoy's worker alone on the first CPU, its main thread (which fetches
   // and compiles a pushed module) and V8's threads on the build CPUs. Only for the reloads: the
   // steady rows compare Envoys the scheduler places alike. One worker per free CPU only.
   const placement = benchPlacement();
-  const split = placement !== undefined && opts.concurrency === 1;
-  if (split) {
-    splitEnvoyThreads(stacks.single.envoy.pid, placement.envoyCpus, placement.buildCpus);
+  let stack = stacks.single;
+  if (placement !== undefined && opts.concurrency === 1) {
+    splitEnvoyThreads(stack.envoy.pid, placement.envoyCpus, placement.buildCpus);
+    stack = { ...stack, envoyWorkerCpus: placement.envoyCpus };
     log(`reloads: Envoy's worker on CPU ${placement.envoyCpus}, its other threads on ${placement.buildCpus} with the builds`);
   }
-  const placed = (r: ReloadResult): ReloadResult => (split ? { ...r, envoyWorkerCpus: placement.envoyCpus } : r);
+  const all = {
+    edit: { scenario: editScenario(stack), plan: opts.reload.edit },
+    rebuild: { scenario: rebuildScenario(stack), plan: opts.reload.rebuild },
+    toggle: { scenario: toggleScenario(stack), plan: opts.reload.toggle },
+    listener: { scenario: listenerScenario(stack), plan: opts.reload.listener },
+  };
+  const scenarios = opts.reloads.map((name) => all[name as keyof typeof all]);
   for (const { scenario, plan } of scenarios) {
     for (const mode of ["open", "closed"] as const) {
       if (cleanup.abort.signal.aborted) return out;
       log(`reload: ${scenario.title}, ${mode} loop, ${plan.actions} actions every ${plan.intervalMs / 1000} s`);
-      const r = placed(await runReload(stacks.single, scenario, { ...plan, mode, rate: opts.rate, connections: opts.connections, windowMs: opts.reload.windowMs, signal: cleanup.abort.signal, log }));
+      const r = await runReload(stack, scenario, {
+        ...plan, mode, rate: opts.rate, connections: opts.connections, windowMs: opts.reload.windowMs, signal: cleanup.abort.signal, log,
+      });
       log(`  ${r.requests} requests, ${r.non2xx} non-2xx, ${r.socketErrors} socket errors (probe: ${r.probe.requests}, ${r.probe.non2xx + r.probe.socketErrors} failed); ${r.connectionCloses} connection: close; p99 in/out ${r.inside.p99.toFixed(1)}/${r.outside.p99.toFixed(1)} ms`);
       out.push(r);
     }

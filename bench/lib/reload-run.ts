@@ -119,7 +119,11 @@ export async function runReload(stack: ProductStack, scenario: ReloadScenario, o
   // `npm run bench` stacks confine the control plane's builds (CP_BUILD_CPUS); bench/run.ts places
   // Envoy's threads for the reloads; bench:reload compares placements (reload-variants.ts).
   const result = await runReloadAsIs(stack, scenario, o);
-  return stack.buildCpus === undefined ? result : { ...result, buildCpus: stack.buildCpus };
+  return {
+    ...result,
+    ...(stack.buildCpus !== undefined ? { buildCpus: stack.buildCpus } : {}),
+    ...(stack.envoyWorkerCpus !== undefined ? { envoyWorkerCpus: stack.envoyWorkerCpus } : {}),
+  };
 }
 
 async function runReloadAsIs(stack: ProductStack, scenario: ReloadScenario, o: ReloadRunOptions): Promise<ReloadResult> {

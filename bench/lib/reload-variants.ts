@@ -35,7 +35,10 @@ import { spawnEnvoy } from "./envoy-process.ts";
 import { singleFilterDir } from "./filters.ts";
 import type { ProductStack } from "./stacks.ts";
 
-export const VARIANTS = ["baseline", "pinned", "idle", "pinned-idle", "nice10", "envoy-pinned", "build-pinned", "pinned-path", "worker-split", "main-pinned", "build-pinned-o1"] as const;
+export const VARIANTS = [
+  "baseline", "pinned", "idle", "pinned-idle", "nice10", "envoy-pinned", "build-pinned", "pinned-path",
+  "worker-split", "main-pinned", "build-pinned-o1",
+] as const;
 export type VariantName = (typeof VARIANTS)[number];
 export const DEFAULT_VARIANTS: VariantName[] = ["baseline", "pinned", "idle", "pinned-idle"];
 
@@ -84,40 +87,61 @@ function threadsOf(pid: number, match: (comm: string) => boolean): number[] {
  * Threads started later inherit their creator's CPUs: V8's compile threads come from the main
  * thread, so they land on `otherCpus`.
  */
-export function splitEnvoyThreads(pid: number, workerCpus: string, otherCpus: string): number {
+export function splitEnvoyThreads(pid: number, workerCpus: string, otherCpus: string): void {
   pinProcess(pid, otherCpus);
   const workers = threadsOf(pid, (comm) => comm.startsWith("wrk:"));
   if (workers.length === 0) throw new Error(`Envoy ${pid} has no wrk: threads to pin`);
   for (const tid of workers) execFileSync("taskset", ["-p", "-c", workerCpus, String(tid)], { stdio: "ignore" });
-  return workers.length;
 }
+
+/**
+ * What each variant places: Envoy's threads ("first": the first CPU; "all": every CPU, for its
+ * workers when `split`), whether its other threads go to the build CPUs (`split`), the builds
+ * confined (`builds`) and how they are scheduled, and the variant's own add-header build settings.
+ */
+interface VariantSpec {
+  envoy?: "first" | "all";
+  split?: boolean;
+  builds?: boolean;
+  idle?: boolean;
+  nice?: number;
+  pinPath?: boolean;
+  filterBuild?: Record<string, unknown>;
+}
+
+const SPECS: Record<VariantName, VariantSpec> = {
+  baseline: {},
+  pinned: { envoy: "first", builds: true },
+  idle: { idle: true },
+  "pinned-idle": { envoy: "first", builds: true, idle: true },
+  nice10: { nice: 10 },
+  "envoy-pinned": { envoy: "first" },
+  "build-pinned": { builds: true },
+  "pinned-path": { envoy: "first", builds: true, pinPath: true },
+  "worker-split": { envoy: "first", split: true, builds: true },
+  "main-pinned": { envoy: "all", split: true, builds: true },
+  "build-pinned-o1": { builds: true, filterBuild: { optimize: "O1" } },
+};
 
 /** The variants asked for, on this machine: Envoy on the first CPU we may use, builds on the rest. */
 export function variantsFor(names: VariantName[]): { variants: Variant[]; skipped: string[] } {
   const cpus = allowedCpus() ?? [];
   const placement = benchPlacement();
-  const canPin = placement !== undefined;
   const envoyCpus = placement?.envoyCpus;
   const buildCpus = placement?.buildCpus;
   const variants: Variant[] = [];
   const skipped: string[] = [];
   for (const name of names) {
-    const pins = name === "pinned" || name === "pinned-idle" || name === "envoy-pinned" || name === "pinned-path" || name === "worker-split"
-      || name === "main-pinned";
-    if (pins && !canPin) {
+    const spec = SPECS[name];
+    const pins = spec.envoy !== undefined || spec.builds === true;
+    if (pins && placement === undefined) {
       skipped.push(`${name} (needs >= 2 CPUs, this process may use ${formatCpuList(cpus) || "?"})`);
       continue;
     }
     const env: Record<string, string> = {};
-    if (name === "idle" || name === "pinned-idle") env.WASM_XDS_BUILD_SCHED = "idle";
-    const pinsBuild = name === "pinned" || name === "pinned-idle" || name === "pinned-path" || name === "build-pinned"
-      || name === "worker-split" || name === "main-pinned" || name === "build-pinned-o1";
-    if (pinsBuild && !canPin) {
-      skipped.push(`${name} (needs >= 2 CPUs, this process may use ${formatCpuList(cpus) || "?"})`);
-      continue;
-    }
-    if (pinsBuild) env.CP_BUILD_CPUS = buildCpus!;
-    if (name === "nice10") env.CP_BUILD_NICE = "10";
+    if (spec.idle) env.WASM_XDS_BUILD_SCHED = "idle";
+    if (spec.builds) env.CP_BUILD_CPUS = buildCpus!;
+    if (spec.nice !== undefined) env.CP_BUILD_NICE = String(spec.nice);
     const description = {
       baseline: "compile in the control plane's worker thread, nothing pinned (the default)",
       pinned: `Envoy on CPU ${envoyCpus}, CP_BUILD_CPUS=${buildCpus} (compile in its own process there)`,
@@ -132,10 +156,11 @@ export function variantsFor(names: VariantName[]): { variants: Variant[]; skippe
       "build-pinned-o1": `CP_BUILD_CPUS=${buildCpus}, Envoy unpinned, add-header built at -O1`,
     }[name];
     variants.push({
-      name, description, env, ...(pins ? { envoyCpus: envoyCpus! } : {}), ...(name === "pinned-path" ? { pinPath: true } : {}),
-      ...(name === "worker-split" ? { envoyOtherCpus: buildCpus! } : {}),
-      ...(name === "main-pinned" ? { envoyCpus: placement!.all, envoyOtherCpus: buildCpus! } : {}),
-      ...(name === "build-pinned-o1" ? { filterBuild: { optimize: "O1" } } : {}),
+      name, description, env,
+      ...(spec.envoy !== undefined ? { envoyCpus: spec.envoy === "all" ? placement!.all : envoyCpus! } : {}),
+      ...(spec.split ? { envoyOtherCpus: buildCpus! } : {}),
+      ...(spec.pinPath ? { pinPath: true } : {}),
+      ...(spec.filterBuild ? { filterBuild: spec.filterBuild } : {}),
     });
   }
   return { variants, skipped };

@@ -51,6 +51,8 @@ export interface ProductStack {
   url: string;
   /** The CPUs the control plane's builds are confined to (CP_BUILD_CPUS), when there are >= 2. */
   buildCpus?: string;
+  /** The CPUs of Envoy's worker threads when they were split from its other threads (on buildCpus). */
+  envoyWorkerCpus?: string;
 }
 
 export interface Stacks {
